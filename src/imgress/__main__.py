@@ -1,0 +1,3 @@
+from imgress.cli.main import cli
+
+cli()

@@ -1,0 +1,69 @@
+"""The composition root: the one place that names concrete backends."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from imgress import logs
+from imgress.api import delivery, images, ops, uploads, web
+from imgress.api.deps import RequestContext, install_error_handlers
+from imgress.config import Settings, load_settings
+from imgress.db.engine import make_engine
+from imgress.db.migrate import upgrade
+from imgress.db.repository import Repository
+from imgress.imaging.pipeline import Pipeline
+from imgress.jobs.inprocess import InProcessDispatcher
+from imgress.keys import load_or_create
+from imgress.limits import UploadLimits
+from imgress.service import ImageService
+from imgress.storage.local import LocalStorage
+
+log = structlog.get_logger("imgress.app")
+
+
+def build_service(settings: Settings) -> tuple[ImageService, InProcessDispatcher]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    dispatcher = InProcessDispatcher(settings.workers)
+    svc = ImageService(
+        repo=Repository(engine),
+        storage=LocalStorage(settings.storage_root),
+        dispatcher=dispatcher,
+        pipeline=Pipeline(settings.presets, settings.variant_format, settings.variant_quality),
+        limits=UploadLimits.from_settings(settings),
+    )
+    return svc, dispatcher
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    logs.configure(settings.log_level, settings.log_format)
+    svc, dispatcher = build_service(settings)
+    keys, created = load_or_create(settings.data_dir, settings.api_keys, settings.auth)
+    if created:  # `imgress serve` normally does this (and prints) before the server starts
+        print(f"imgress: created API key (shown once, stored hashed): {created}",
+              file=sys.stderr)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.resolved_database_url.startswith("sqlite"):
+            upgrade(settings.resolved_database_url)
+        dispatcher.start({"process_image": svc.process_image})
+        recovered = svc.recover()
+        log.info("started", recovered=recovered, workers=settings.workers)
+        yield
+        dispatcher.stop()
+
+    app = FastAPI(title="imgress", version="1", lifespan=lifespan,
+                  description="Image ingestion: bulk upload, dedup, variants, delivery.")
+    app.state.service, app.state.keys, app.state.dispatcher = svc, keys, dispatcher
+    install_error_handlers(app)
+    for module in (uploads, images, delivery, ops, web):
+        app.include_router(module.router)
+    app.add_middleware(RequestContext)
+    return app

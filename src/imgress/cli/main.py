@@ -1,0 +1,83 @@
+"""`imgress serve | migrate`: the operator's contract."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from imgress.config import Settings, SettingsError, load_settings
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as exc:
+        for line in exc.lines:
+            click.echo(f"imgress: {line}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def cli() -> None:
+    """imgress: image ingestion service."""
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to bind (IMGRESS_HOST, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (IMGRESS_PORT, 8080).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Database, files and keys (IMGRESS_DATA_DIR, ./data).")
+@click.option("--workers", type=int, default=None, help="Processing threads.")
+@click.option("--no-auth", is_flag=True, default=False,
+              help="Accept requests without an API key (same as IMGRESS_AUTH=false).")
+def serve(host: str | None, port: int | None, data_dir: Path | None, workers: int | None,
+          no_auth: bool) -> None:
+    """Run the API, the web page and (embedded default) the background workers."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from imgress.db.migrate import upgrade
+    from imgress.keys import load_or_create
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, workers=workers,
+                         auth=False if no_auth else None)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _, created = load_or_create(settings.data_dir, settings.api_keys, settings.auth)
+    if created:
+        click.echo(f"imgress: created an API key; it is shown only this once:\n\n  {created}\n\n"
+                   f"Use it as 'Authorization: Bearer <key>'. Only its hash is kept in "
+                   f"{settings.data_dir / 'api_keys.sha256'}.", err=True)
+    if not settings.auth:
+        click.echo("imgress: authentication is OFF (explicitly); anyone can upload.", err=True)
+    upgrade(settings.resolved_database_url)
+    # The server process builds the app from the environment: pass the flags along.
+    os.environ.update({
+        "IMGRESS_HOST": settings.host, "IMGRESS_PORT": str(settings.port),
+        "IMGRESS_DATA_DIR": str(settings.data_dir.resolve()),
+        "IMGRESS_WORKERS": str(settings.workers),
+        "IMGRESS_AUTH": "true" if settings.auth else "false",
+    })
+    click.echo(f"imgress: serving on http://{settings.host}:{settings.port}", err=True)
+    Granian(
+        "imgress.app:create_app", factory=True, address=settings.host, port=settings.port,
+        interface=Interfaces.ASGI, workers=1, log_access=False, log_level="warning",
+    ).serve()
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def migrate(data_dir: Path | None) -> None:
+    """Bring the database schema up to date."""
+    from imgress.db.migrate import upgrade
+
+    settings = _settings(data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    click.echo("imgress: database schema is up to date", err=True)
+
+
+if __name__ == "__main__":
+    cli()

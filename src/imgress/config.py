@@ -1,0 +1,161 @@
+"""Frozen settings from IMGRESS_* environment variables and CLI flags.
+
+Validation happens once at start-up; every bad value becomes one readable line
+(see `SettingsError`) instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_PRESET = re.compile(r"^([a-z][a-z0-9_-]{0,31}):(\d{1,5})x(\d{1,5})$")
+ImageFormat = Literal["webp", "jpeg", "avif", "png"]
+
+
+class SettingsError(Exception):
+    """Raised with one human line per bad setting."""
+
+    def __init__(self, lines: list[str]):
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class VariantPreset:
+    """A named box the variant must fit in (long side for squares)."""
+
+    __slots__ = ("height", "name", "width")
+
+    def __init__(self, name: str, width: int, height: int):
+        self.name, self.width, self.height = name, width, height
+
+    def __repr__(self) -> str:
+        return f"{self.name}:{self.width}x{self.height}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMGRESS_", frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    auth: bool = True
+
+    database_url: str = ""
+    storage_url: str = ""
+    broker_url: str = ""
+
+    max_part_bytes: int = Field(256 * 1024**2, ge=1)
+    max_request_bytes: int = Field(16 * 1024**3, ge=1)
+    max_parts: int = Field(1000, ge=1, le=10000)
+    max_pixels: int = Field(100_000_000, ge=1)
+    max_filename_chars: int = Field(200, ge=16, le=1000)
+
+    workers: int = Field(max(1, os.cpu_count() or 1), ge=1, le=64)
+    variants: Annotated[tuple[str, ...], NoDecode] = ("thumb:256x256", "web:1920x1080")
+    variant_format: ImageFormat = "webp"
+    variant_quality: int = Field(80, ge=1, le=100)
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    download_allow_private: bool = False
+
+    @field_validator("api_keys", "variants", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        for key in keys:
+            if len(key) < 16:
+                raise ValueError("every API key must be at least 16 characters")
+        return keys
+
+    @field_validator("variants")
+    @classmethod
+    def _presets_well_formed(cls, presets: tuple[str, ...]) -> tuple[str, ...]:
+        names = set()
+        for preset in presets:
+            match = _PRESET.match(preset)
+            if not match:
+                raise ValueError(f"{preset!r} is not NAME:WIDTHxHEIGHT (e.g. thumb:256x256)")
+            if match.group(1) == "original" or match.group(1) in names:
+                raise ValueError(f"variant name {match.group(1)!r} is reserved or repeated")
+            names.add(match.group(1))
+        if not presets:
+            raise ValueError("at least one variant is needed")
+        return presets
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if url and not url.startswith(("sqlite", "postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return url
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_storage(cls, url: str) -> str:
+        if url and not url.startswith("file://"):
+            raise ValueError("only file:///path is supported by this build (S3 is planned)")
+        return url
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, url: str) -> str:
+        if url:
+            raise ValueError("Celery dispatch is not in this build yet; leave it unset")
+        return url
+
+    @model_validator(mode="after")
+    def _part_fits_request(self) -> Settings:
+        if self.max_part_bytes > self.max_request_bytes:
+            raise ValueError("IMGRESS_MAX_PART_BYTES must not exceed IMGRESS_MAX_REQUEST_BYTES")
+        return self
+
+    # Derived values: computed, never configured twice.
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'imgress.db'}"
+
+    @property
+    def storage_root(self) -> Path:
+        if self.storage_url:
+            return Path(self.storage_url.removeprefix("file://"))
+        return self.data_dir.resolve() / "storage"
+
+    @property
+    def presets(self) -> tuple[VariantPreset, ...]:
+        out = []
+        for preset in self.variants:
+            name, width, height = _PRESET.match(preset).groups()  # type: ignore[union-attr]
+            out.append(VariantPreset(name, int(width), int(height)))
+        return tuple(out)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Environment first, then explicit overrides (CLI flags); raise SettingsError."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            name = f"IMGRESS_{field.upper()}" if err["loc"] else "settings"
+            message = err["msg"].removeprefix("Value error, ")
+            shown = err.get("input")
+            shown = "" if isinstance(shown, dict) or field == "api_keys" else f" (got {shown!r})"
+            lines.append(f"invalid {name}: {message}{shown}")
+        raise SettingsError(lines) from None

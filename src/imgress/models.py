@@ -1,0 +1,153 @@
+"""Records passed between layers. Plain data, no I/O."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+ImageStatus = Literal["pending", "processing", "ready", "failed"]
+JobStatus = Literal["queued", "running", "done", "failed"]
+FINISHED: frozenset[str] = frozenset({"ready", "failed"})
+
+
+def new_id(prefix: str) -> str:
+    """Unguessable, URL-safe ids with a type prefix (img_, job_)."""
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def original_key(sha256: str) -> str:
+    """Content-addressed storage key, sharded so no folder grows huge."""
+    return f"originals/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def variant_key(sha256: str, name: str, fingerprint: str, fmt: str) -> str:
+    return f"variants/{sha256[:2]}/{sha256[2:4]}/{sha256}/{name}-{fingerprint}.{fmt}"
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    key: str
+    width: int
+    height: int
+    format: str
+    size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "width": self.width, "height": self.height,
+            "format": self.format, "size": self.size,
+        }
+
+
+@dataclass(slots=True)
+class Image:
+    id: str
+    owner: str
+    sha256: str
+    filename: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    status: ImageStatus = "pending"
+    exif_orientation: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    variants: dict[str, Variant] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    request_id: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "sha256": self.sha256,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+            "width": self.width,
+            "height": self.height,
+            "status": self.status,
+            "error": (
+                {"code": self.error_code, "message": self.error_message}
+                if self.error_code else None
+            ),
+            "orientation": {
+                "exif": self.exif_orientation,
+                "applied": False,
+                "detected_angle": None,
+                "confidence": None,
+            },
+            "variants": {
+                name: {
+                    "url": f"/i/{self.sha256}/{name}",
+                    "width": v.width, "height": v.height, "format": v.format, "size": v.size,
+                }
+                for name, v in self.variants.items()
+            },
+            "created_at": rfc3339(self.created_at),
+        }
+
+
+@dataclass(slots=True)
+class JobItem:
+    seq: int
+    filename: str
+    image_id: str
+    status: ImageStatus
+    error_code: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "filename": self.filename, "image_id": self.image_id,
+            "status": self.status,
+            "error": {"code": self.error_code} if self.error_code else None,
+        }
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    kind: str
+    owner: str
+    items: list[JobItem]
+    created_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def done(self) -> int:
+        return sum(1 for i in self.items if i.status == "ready")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for i in self.items if i.status == "failed")
+
+    @property
+    def status(self) -> JobStatus:
+        finished = self.done + self.failed
+        if finished == len(self.items):
+            return "failed" if self.items and self.failed == len(self.items) else "done"
+        if finished or any(i.status == "processing" for i in self.items):
+            return "running"
+        return "queued"
+
+    def to_api(self, with_items: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id, "kind": self.kind, "status": self.status,
+            "total": len(self.items), "done": self.done, "failed": self.failed,
+            "created_at": rfc3339(self.created_at),
+        }
+        if with_items:
+            body["items"] = [i.to_api() for i in self.items]
+        return body

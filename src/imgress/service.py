@@ -1,0 +1,326 @@
+"""The use cases: the only orchestrator. Names protocols, never a concrete backend.
+
+Blocking methods (file system, database, libvips) are called from worker threads by
+the HTTP layer; nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import structlog
+
+from imgress import metrics
+from imgress.db.repository import Repository
+from imgress.errors import ImgressError, NotFound, RejectedPart
+from imgress.imaging.pipeline import Pipeline
+from imgress.imaging.probe import read_header, verify_decodes
+from imgress.jobs.base import Dispatcher
+from imgress.limits import UploadLimits, looks_complete, require_image_type
+from imgress.models import (
+    Image,
+    Job,
+    Variant,
+    new_id,
+    original_key,
+    utcnow,
+    variant_key,
+)
+from imgress.spool import SpoolFile
+from imgress.storage.base import Storage
+
+log = structlog.get_logger("imgress.service")
+
+CONTENT_TYPES = {
+    "webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png", "avif": "image/avif",
+}
+
+
+@dataclass(slots=True)
+class StagedPart:
+    """A received file that passed every check and waits to be stored."""
+
+    filename: str
+    spool: SpoolFile
+    content_type: str
+    width: int
+    height: int
+    exif_orientation: int | None
+
+
+@dataclass(slots=True)
+class PartResult:
+    filename: str
+    status: str  # created | duplicate | rejected
+    image: Image | None = None
+    error: dict[str, Any] | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename, "status": self.status,
+            "image": self.image.to_api() if self.image else None, "error": self.error,
+        }
+
+    @classmethod
+    def rejected(cls, filename: str, exc: ImgressError) -> PartResult:
+        metrics.UPLOAD_FILES.labels("rejected", exc.code).inc()
+        return cls(filename=filename, status="rejected", error=exc.to_dict())
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a servable object is: a local path for zero-copy, or a URL to redirect to."""
+
+    key: str
+    url: str
+    content_type: str
+    etag: str
+
+    @property
+    def local_path(self) -> Path | None:
+        parsed = urlparse(self.url)
+        return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+class ImageService:
+    def __init__(self, repo: Repository, storage: Storage, dispatcher: Dispatcher,
+                 pipeline: Pipeline, limits: UploadLimits):
+        self.repo, self.storage, self.dispatcher = repo, storage, dispatcher
+        self.pipeline, self.limits = pipeline, limits
+        self._locations: OrderedDict[tuple[str, str], Location] = OrderedDict()
+        self._locations_lock = threading.Lock()
+
+    # -- receiving ----------------------------------------------------------------
+
+    def open_part(self) -> SpoolFile:
+        return SpoolFile(self.storage.spool_dir(), self.limits.max_part_bytes)
+
+    def check_part(self, spool: SpoolFile, filename: str) -> StagedPart:
+        """Every check on a received file; the spool file is discarded on rejection."""
+        try:
+            if spool.overflowed:
+                self.limits.check_part_size(spool.max_bytes + 1)
+            spool.close()
+            content_type = require_image_type(spool.head)
+            header = read_header(spool.path)
+            self.limits.check_pixels(header.width, header.height)
+            if not looks_complete(content_type, spool.tail):
+                verify_decodes(spool.path)
+        except ImgressError:
+            spool.discard()
+            raise
+        return StagedPart(filename, spool, content_type, header.width, header.height,
+                          header.exif_orientation)
+
+    def store_parts(self, owner: str, job_id: str, parts: Sequence[StagedPart],
+                    seqs: Sequence[int], request_id: str | None) -> list[PartResult]:
+        """Publish the files, then write every new record with ONE statement.
+
+        Files go in before rows, so a row never points at nothing; content addressing
+        makes a second copy of the same bytes a no-op.
+        """
+        now = utcnow()
+        fresh: list[Image] = []
+        for part in parts:
+            self.storage.put(original_key(part.spool.sha256), part.spool.path)
+            fresh.append(Image(
+                id=new_id("img"), owner=owner, sha256=part.spool.sha256,
+                filename=part.filename, content_type=part.content_type,
+                size=part.spool.size, width=part.width, height=part.height,
+                exif_orientation=part.exif_orientation, created_at=now, request_id=request_id,
+            ))
+        inserted = self.repo.insert_images(_first_per_sha(fresh))
+        existing = self.repo.find_by_sha(owner, (i.sha256 for i in fresh))
+        results = []
+        for img in fresh:
+            if img.id in inserted:
+                results.append(PartResult(img.filename, "created", img))
+                metrics.UPLOAD_FILES.labels("created", "").inc()
+                metrics.UPLOAD_BYTES.labels("created").inc(img.size)
+            else:
+                results.append(PartResult(img.filename, "duplicate", existing[img.sha256]))
+                metrics.UPLOAD_FILES.labels("duplicate", "").inc()
+                metrics.UPLOAD_BYTES.labels("duplicate").inc(img.size)
+                metrics.DEDUP_HITS.inc()
+        self.repo.add_job_items(job_id, [
+            (seq, r.image.id, r.filename) for seq, r in zip(seqs, results, strict=True) if r.image
+        ])
+        if inserted:
+            self.dispatcher.submit("process_image", *(i.id for i in fresh if i.id in inserted))
+        return results
+
+    def open_job(self, owner: str, request_id: str | None) -> str:
+        job_id = new_id("job")
+        self.repo.create_job(job_id, "upload", owner, request_id)
+        return job_id
+
+    # -- reading ------------------------------------------------------------------
+
+    def get_image(self, owner: str, image_id: str) -> Image:
+        image = self.repo.get_image(image_id, owner)
+        if image is None:
+            raise NotFound("no such image", code="image_not_found")
+        return image
+
+    def list_images(self, owner: str, limit: int, cursor: str | None
+                    ) -> tuple[list[Image], str | None]:
+        try:
+            return self.repo.list_images(owner, limit, cursor)
+        except ValueError:
+            raise RejectedPart("the cursor is not valid", code="invalid_cursor") from None
+
+    def delete_image(self, owner: str, image_id: str) -> None:
+        image, last_reference = self.repo.delete_image(image_id, owner)
+        if image is None:
+            raise NotFound("no such image", code="image_not_found")
+        if last_reference:
+            self.storage.delete(original_key(image.sha256))
+            for variant in image.variants.values():
+                self.storage.delete(variant.key)
+            for name in ("original", *image.variants):
+                self.forget(image.sha256, name)
+
+    def forget(self, sha256: str, name: str) -> None:
+        with self._locations_lock:
+            self._locations.pop((sha256, name), None)
+
+    def get_job(self, owner: str, job_id: str) -> Job:
+        job = self.repo.get_job(job_id, owner)
+        if job is None:
+            raise NotFound("no such job", code="job_not_found")
+        return job
+
+    def locate(self, sha256: str, name: str) -> Location:
+        """Where the bytes of an original or variant are; cached since they never change."""
+        with self._locations_lock:
+            found = self._locations.get((sha256, name))
+        if found:
+            return found
+        if name == "original":
+            image = self.repo.sha_known(sha256)
+            if image is None:
+                raise NotFound("no such image", code="image_not_found")
+            key, content_type, etag = original_key(sha256), image.content_type, sha256
+        else:
+            variant = self.repo.find_variant(sha256, name)
+            if variant is None:
+                raise NotFound("no such variant (yet)", code="variant_not_found")
+            key, content_type = variant.key, CONTENT_TYPES[variant.format]
+            etag = f"{sha256[:32]}-{Path(variant.key).stem}"
+        location = Location(key, self.storage.url(key), content_type, f'"{etag}"')
+        with self._locations_lock:
+            self._locations[(sha256, name)] = location
+            while len(self._locations) > 10_000:
+                self._locations.popitem(last=False)
+        return location
+
+    # -- processing ---------------------------------------------------------------
+
+    def process_image(self, image_id: str) -> None:
+        """Render every variant of one image. Idempotent; never raises for a bad image."""
+        image = self.repo.claim(image_id)
+        if image is None:
+            return
+        log_ = log.bind(image_id=image_id, request_id=image.request_id)
+        try:
+            variants = self._cached_variants(image.sha256)
+            if variants is None:
+                variants = self._render(image.sha256)
+            else:
+                metrics.RESULT_CACHE_HITS.inc()
+            self.repo.finish(image_id, variants=variants)
+            metrics.PROCESSED.labels("ready", "").inc()
+            log_.info("image_ready")
+        except ImgressError as exc:
+            self.repo.finish(image_id, error=(exc.code, exc.message))
+            metrics.PROCESSED.labels("failed", exc.code).inc()
+            log_.info("image_failed", code=exc.code, detail=exc.extra.get("detail"))
+        except Exception:
+            log_.exception("image_crashed")
+            self.repo.finish(image_id, error=("internal_error", "processing crashed"))
+            metrics.PROCESSED.labels("failed", "internal_error").inc()
+
+    def _cached_variants(self, sha256: str) -> dict[str, Variant] | None:
+        ready = self.repo.ready_variants(sha256)
+        wanted = {}
+        for preset in self.pipeline.presets:
+            key = variant_key(sha256, preset.name, self.pipeline.fingerprint(preset),
+                              self.pipeline.fmt)
+            if preset.name not in ready or ready[preset.name].key != key:
+                return None
+            wanted[preset.name] = ready[preset.name]
+        return wanted
+
+    def _render(self, sha256: str) -> dict[str, Variant]:
+        with self._local_original(sha256) as source, tempfile.TemporaryDirectory(
+            dir=self.storage.spool_dir(), prefix="render-"
+        ) as out_dir:
+            ctx = self.pipeline.render(source, Path(out_dir))
+            for step, seconds in ctx.timings.items():
+                metrics.PROCESS_STEP_SECONDS.labels(step).observe(seconds)
+            variants = {}
+            for r in ctx.renditions:
+                preset = next(p for p in self.pipeline.presets if p.name == r.name)
+                key = variant_key(sha256, r.name, self.pipeline.fingerprint(preset), r.format)
+                self.storage.put(key, r.path)
+                variants[r.name] = Variant(r.name, key, r.width, r.height, r.format, r.size)
+        return variants
+
+    @contextmanager
+    def _local_original(self, sha256: str) -> Iterator[Path]:
+        key = original_key(sha256)
+        location = Location(key, self.storage.url(key), "", "")
+        if location.local_path is not None:
+            yield location.local_path
+            return
+        with tempfile.NamedTemporaryFile(dir=self.storage.spool_dir()) as tmp, \
+                self.storage.open(key) as src:
+            shutil.copyfileobj(src, tmp, 1024 * 1024)
+            tmp.flush()
+            yield Path(tmp.name)
+
+    def recover(self) -> int:
+        """Submit every unfinished image again (after a restart or a lost queue)."""
+        ids = self.repo.unfinished_ids()
+        if ids:
+            self.dispatcher.submit("process_image", *ids)
+        return len(ids)
+
+    # -- operations ---------------------------------------------------------------
+
+    def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            self.repo.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"down: {type(exc).__name__}"
+        try:
+            self.storage.stat("health/ready-probe")
+            checks["storage"] = "ok"
+        except FileNotFoundError:
+            checks["storage"] = "ok"
+        except Exception as exc:
+            checks["storage"] = f"down: {type(exc).__name__}"
+        checks["queue"] = "ok"
+        return checks
+
+
+def _first_per_sha(images: list[Image]) -> list[Image]:
+    """Within one request the same bytes twice make one record (the rest: duplicate)."""
+    seen: set[str] = set()
+    out = []
+    for img in images:
+        if img.sha256 not in seen:
+            seen.add(img.sha256)
+            out.append(img)
+    return out

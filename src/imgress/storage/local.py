@@ -1,0 +1,60 @@
+"""Local-disk storage with content-addressed keys in sharded folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from imgress.storage.base import ObjectStat
+
+
+class LocalStorage:
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self._spool = self.root / ".spool"
+        self._spool.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root) or key.startswith(".") or not key:
+            raise ValueError(f"storage key outside the store: {key!r}")
+        return path
+
+    def put(self, key: str, source: Path) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # link() fails if the key exists, so two writers of the same content never
+            # replace each other and a reader never sees a half-written file.
+            os.link(source, target)
+        except FileExistsError:
+            return False
+        finally:
+            source.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+        return True
+
+    def open(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def stat(self, key: str) -> ObjectStat:
+        st = self._path(key).stat()
+        return ObjectStat(size=st.st_size, mtime=st.st_mtime)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def spool_dir(self) -> Path:
+        return self._spool
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
