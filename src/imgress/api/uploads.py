@@ -12,6 +12,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
+from starlette.types import Receive, Scope, Send
 
 from imgress import metrics
 from imgress.api.deps import require_owner, service
@@ -129,6 +130,15 @@ class _Receiver:
         return PartResult.rejected(part.filename, part.error)
 
 
+class _DuplexStreamingResponse(StreamingResponse):
+    """Streams while the request body is still being read. Starlette's own class would
+    start a task that reads `receive` to watch for disconnects, stealing body chunks;
+    here the body reader itself notices a disconnect (ClientDisconnect)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.stream_response(send)
+
+
 @router.post("/v1/images", openapi_extra=_UPLOAD_BODY, tags=["images"],
              summary="Bulk upload: one or more parts named 'files'")
 async def upload_images(request: Request, owner: str = Depends(require_owner)):
@@ -141,7 +151,7 @@ async def upload_images(request: Request, owner: str = Depends(require_owner)):
     receiver = _Receiver(svc, owner, job_id, request_id)
     headers = {"X-Imgress-Job": job_id, "Cache-Control": "no-store"}
     if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(_ndjson_lines(receiver, request, stream), media_type=NDJSON,
+        return _DuplexStreamingResponse(_ndjson_lines(receiver, request, stream), media_type=NDJSON,
                                  headers=headers)
     started = time.perf_counter()
     try:

@@ -23,11 +23,17 @@ class LocalStorage:
 
     def put(self, key: str, source: Path) -> bool:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # link() fails if the key exists, so two writers of the same content never
-            # replace each other and a reader never sees a half-written file.
-            os.link(source, target)
+            for attempt in (1, 2):  # a concurrent delete may prune the folder in between
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    # link() fails if the key exists, so two writers of the same content
+                    # never replace each other and a reader never sees a partial file.
+                    os.link(source, target)
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:
+                        raise
         except FileExistsError:
             return False
         finally:
@@ -43,7 +49,17 @@ class LocalStorage:
         return ObjectStat(size=st.st_size, mtime=st.st_mtime)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        # Drop emptied shard folders (one per image for variants); a folder another
+        # writer has just filled is kept, since rmdir only removes an empty one.
+        for parent in path.parents:
+            if parent == self.root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()

@@ -1,0 +1,127 @@
+"""Real servers over real HTTP: `imgress serve` in a subprocess with its own data dir."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+KEY = "test-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One `imgress serve` process; stop() and start() again keep the same data dir."""
+
+    def __init__(self, data_dir: Path, **env: str):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "IMGRESS_API_KEYS": KEY, "IMGRESS_LOG_LEVEL": "info", **env}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    def start(self, *extra: str) -> Server:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "imgress", "serve", "--port", str(self.port),
+             "--data-dir", str(self.data_dir), *extra],
+            env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def client(self, key: str | None = KEY, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60, **kw)
+
+    def wait_finished(self, image_ids: list[str], timeout: float = 60) -> list[dict]:
+        with self.client() as c:
+            deadline = time.monotonic() + timeout
+            while True:
+                records = [c.get(f"/v1/images/{i}").json() for i in image_ids]
+                if all(r["status"] in ("ready", "failed") for r in records):
+                    return records
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"not finished: {[r['status'] for r in records]}")
+                time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("srv") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data")
+    yield srv
+    srv.stop()
+
+
+def make_jpeg(width: int = 64, height: int = 48, seed: int = 0, exif_orientation: int | None = None,
+              fmt: str = "JPEG") -> bytes:
+    """A small photo-like image made with Pillow (only tests use Pillow)."""
+    from PIL import Image
+
+    img = Image.new("RGB", (width, height))
+    px = img.load()
+    for y in range(height):
+        for x in range(width):
+            px[x, y] = ((x * 4 + seed) % 256, (y * 4 + seed * 7) % 256, (x + y + seed * 13) % 256)
+    buf = io.BytesIO()
+    kwargs = {}
+    if exif_orientation:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        kwargs["exif"] = exif.tobytes()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def upload(client: httpx.Client, *files: tuple[str, bytes], **kw) -> httpx.Response:
+    return client.post("/v1/images", files=[("files", (n, b, "image/jpeg")) for n, b in files],
+                       **kw)
+
+
+def corpus_dir() -> Path | None:
+    value = os.environ.get("IMGRESS_CORPUS")
+    if value and Path(value).is_dir():
+        return Path(value)
+    if os.environ.get("IMGRESS_REQUIRE_CORPUS"):
+        raise RuntimeError("IMGRESS_REQUIRE_CORPUS is set but IMGRESS_CORPUS is not a folder")
+    return None
