@@ -1,0 +1,70 @@
+"""The storage contract every backend passes (local disk here; S3 joins in scale-out)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from imgress.storage.base import Storage
+from imgress.storage.local import LocalStorage
+
+BACKENDS: dict[str, Callable[[Path], Storage]] = {"local": LocalStorage}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    yield BACKENDS[request.param](tmp_path / "store")
+
+
+def _spooled(storage: Storage, data: bytes) -> Path:
+    path = storage.spool_dir() / f"t-{len(data)}-{hash(data)}"
+    path.write_bytes(data)
+    return path
+
+
+def test_put_open_stat_roundtrip(storage: Storage) -> None:
+    source = _spooled(storage, b"hello world")
+    assert storage.put("originals/ab/cd/abcd", source) is True
+    assert not source.exists()  # consumed
+    with storage.open("originals/ab/cd/abcd") as f:
+        assert f.read() == b"hello world"
+    assert storage.stat("originals/ab/cd/abcd").size == 11
+
+
+def test_put_existing_key_keeps_first_and_consumes_source(storage: Storage) -> None:
+    storage.put("k/1", _spooled(storage, b"first"))
+    second = _spooled(storage, b"second")
+    assert storage.put("k/1", second) is False
+    assert not second.exists()
+    with storage.open("k/1") as f:
+        assert f.read() == b"first"
+
+
+def test_missing_objects(storage: Storage) -> None:
+    with pytest.raises(FileNotFoundError):
+        storage.open("nope/x")
+    with pytest.raises(FileNotFoundError):
+        storage.stat("nope/x")
+    storage.delete("nope/x")  # a no-op, not an error
+
+
+def test_delete_then_missing(storage: Storage) -> None:
+    storage.put("variants/aa/bb/sha/web.webp", _spooled(storage, b"v"))
+    storage.delete("variants/aa/bb/sha/web.webp")
+    with pytest.raises(FileNotFoundError):
+        storage.stat("variants/aa/bb/sha/web.webp")
+
+
+def test_url_names_the_object(storage: Storage) -> None:
+    storage.put("originals/x", _spooled(storage, b"u"))
+    url = storage.url("originals/x")
+    assert url.startswith(("file://", "https://", "http://"))
+    assert url.endswith("originals/x")
+
+
+@pytest.mark.parametrize("key", ["../escape", "/etc/passwd", ".spool/x", ""])
+def test_keys_cannot_escape(storage: Storage, key: str) -> None:
+    with pytest.raises(ValueError):
+        storage.put(key, _spooled(storage, b"x"))
