@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(BIN)/imgress serve --host 127.0.0.1 --port 8080 --data-dir ./data
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q -ra
 
 bench: $(STAMP)
