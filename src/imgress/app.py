@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import structlog
@@ -11,22 +12,27 @@ from fastapi import FastAPI
 
 from imgress import logs
 from imgress.api import delivery, images, ops, uploads, web
+from imgress.api import direct as direct_api
 from imgress.api.deps import RequestContext, install_error_handlers
 from imgress.config import Settings, load_settings
 from imgress.db.engine import make_engine
 from imgress.db.migrate import upgrade
 from imgress.db.repository import Repository
+from imgress.db.upload_repository import UploadRepository
+from imgress.direct_uploads import DirectUploads
 from imgress.imaging.pipeline import Pipeline
 from imgress.jobs.inprocess import InProcessDispatcher
-from imgress.keys import load_or_create
+from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
 from imgress.service import ImageService
 from imgress.storage.local import LocalStorage
+from imgress.tokens import Signer
 
 log = structlog.get_logger("imgress.app")
 
 
-def build_service(settings: Settings) -> tuple[ImageService, InProcessDispatcher]:
+def build_service(settings: Settings
+                  ) -> tuple[ImageService, DirectUploads, InProcessDispatcher]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     dispatcher = InProcessDispatcher(settings.workers)
@@ -37,13 +43,18 @@ def build_service(settings: Settings) -> tuple[ImageService, InProcessDispatcher
         pipeline=Pipeline(settings.presets, settings.variant_format, settings.variant_quality),
         limits=UploadLimits.from_settings(settings),
     )
-    return svc, dispatcher
+    direct = DirectUploads(
+        svc, UploadRepository(engine),
+        Signer(load_or_create_secret(settings.data_dir, settings.upload_secret)),
+        ttl_seconds=settings.upload_ttl_seconds, max_batch=settings.max_batch_uploads,
+    )
+    return svc, direct, dispatcher
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     logs.configure(settings.log_level, settings.log_format)
-    svc, dispatcher = build_service(settings)
+    svc, direct, dispatcher = build_service(settings)
     keys, created = load_or_create(settings.data_dir, settings.api_keys, settings.auth)
     if created:  # `imgress serve` normally does this (and prints) before the server starts
         print(f"imgress: created API key (shown once, stored hashed): {created}",
@@ -56,14 +67,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher.start({"process_image": svc.process_image})
         recovered = svc.recover()
         log.info("started", recovered=recovered, workers=settings.workers)
+        cleaner = asyncio.create_task(_periodic(direct.cleanup, settings.upload_cleanup_seconds))
         yield
+        cleaner.cancel()
         dispatcher.stop()
 
     app = FastAPI(title="imgress", version="1", lifespan=lifespan,
                   description="Image ingestion: bulk upload, dedup, variants, delivery.")
     app.state.service, app.state.keys, app.state.dispatcher = svc, keys, dispatcher
+    app.state.direct, app.state.public_url = direct, settings.public_url
     install_error_handlers(app)
-    for module in (uploads, images, delivery, ops, web):
+    for module in (uploads, direct_api, images, delivery, ops, web):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app
+
+
+async def _periodic(task: Callable[[], object], every: float) -> None:
+    """Run a blocking housekeeping task now and then; its failures are logged, not fatal."""
+    from anyio import to_thread
+
+    while True:
+        try:
+            await to_thread.run_sync(task)
+        except Exception:
+            log.exception("periodic_task_failed", task=getattr(task, "__name__", "task"))
+        await asyncio.sleep(every)

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     max_pixels: int = Field(100_000_000, ge=1)
     max_filename_chars: int = Field(200, ge=16, le=1000)
 
+    public_url: str = ""
+    upload_ttl_seconds: int = Field(3600, ge=10, le=7 * 86400)
+    upload_secret: str = ""
+    max_batch_uploads: int = Field(1000, ge=1, le=10000)
+    upload_cleanup_seconds: float = Field(60.0, gt=0)
+
     workers: int = Field(max(1, os.cpu_count() or 1), ge=1, le=64)
     variants: Annotated[tuple[str, ...], NoDecode] = ("thumb:256x256", "web:1920x1080")
     variant_format: ImageFormat = "webp"
@@ -156,6 +162,7 @@ def load_settings(**overrides: object) -> Settings:
             name = f"IMGRESS_{field.upper()}" if err["loc"] else "settings"
             message = err["msg"].removeprefix("Value error, ")
             shown = err.get("input")
-            shown = "" if isinstance(shown, dict) or field == "api_keys" else f" (got {shown!r})"
+            secret = field in ("api_keys", "upload_secret")
+            shown = "" if isinstance(shown, dict) or secret else f" (got {shown!r})"
             lines.append(f"invalid {name}: {message}{shown}")
         raise SettingsError(lines) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -55,3 +56,23 @@ def load_or_create(data_dir: Path, configured: tuple[str, ...], enabled: bool
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return KeyRing({key_hash(key)}), key
+
+
+SECRET_FILE = "upload_secret"
+
+
+def load_or_create_secret(data_dir: Path, configured: str) -> bytes:
+    """The HMAC secret for upload tokens: configured (shared by all API servers) or kept
+    in the data dir, created on first use."""
+    if configured:
+        return configured.encode()
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(32))
+        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # first writer wins when two processes start at once
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip().encode()

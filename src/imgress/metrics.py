@@ -17,6 +17,10 @@ UPLOAD_SECONDS = Histogram(
     "imgress_upload_request_seconds", "Time to receive and store one bulk upload request",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+COMMIT_SECONDS = Histogram(
+    "imgress_commit_seconds", "Server time of one direct-upload batch commit",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 DEDUP_HITS = Counter("imgress_dedup_hits_total", "Uploads answered by an existing record")
 PROCESS_STEP_SECONDS = Histogram(
     "imgress_process_step_seconds", "Processing time per pipeline step", ["step"],

@@ -151,3 +151,22 @@ class Job:
         if with_items:
             body["items"] = [i.to_api() for i in self.items]
         return body
+
+
+@dataclass(slots=True)
+class Upload:
+    """A reserved direct-upload slot and what became of it."""
+
+    id: str
+    owner: str
+    filename: str
+    size: int
+    content_type: str
+    sha256: str | None
+    expires_at: datetime
+    status: str = "reserved"  # reserved | receiving | received | committing | committed | rejected
+    received_sha256: str | None = None
+    received_size: int | None = None
+    image_id: str | None = None
+    outcome: str | None = None  # created | duplicate | rejected:<code>
+    created_at: datetime = field(default_factory=utcnow)

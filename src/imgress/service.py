@@ -50,7 +50,9 @@ class StagedPart:
     """A received file that passed every check and waits to be stored."""
 
     filename: str
-    spool: SpoolFile
+    path: Path
+    sha256: str
+    size: int
     content_type: str
     width: int
     height: int
@@ -110,16 +112,22 @@ class ImageService:
             if spool.overflowed:
                 self.limits.check_part_size(spool.max_bytes + 1)
             spool.close()
-            content_type = require_image_type(spool.head)
-            header = read_header(spool.path)
-            self.limits.check_pixels(header.width, header.height)
-            if not looks_complete(content_type, spool.tail):
-                verify_decodes(spool.path)
+            return self.inspect_file(filename, spool.path, spool.head, spool.tail,
+                                     spool.sha256, spool.size)
         except ImgressError:
             spool.discard()
             raise
-        return StagedPart(filename, spool, content_type, header.width, header.height,
-                          header.exif_orientation)
+
+    def inspect_file(self, filename: str, path: Path, head: bytes, tail: bytes, sha256: str,
+                     size: int) -> StagedPart:
+        """Type from the bytes, pixels from the header, completeness from the end."""
+        content_type = require_image_type(head)
+        header = read_header(path)
+        self.limits.check_pixels(header.width, header.height)
+        if not looks_complete(content_type, tail):
+            verify_decodes(path)
+        return StagedPart(filename, path, sha256, size, content_type, header.width,
+                          header.height, header.exif_orientation)
 
     def store_parts(self, owner: str, job_id: str, parts: Sequence[StagedPart],
                     seqs: Sequence[int], request_id: str | None) -> list[PartResult]:
@@ -131,11 +139,11 @@ class ImageService:
         now = utcnow()
         fresh: list[Image] = []
         for part in parts:
-            self.storage.put(original_key(part.spool.sha256), part.spool.path)
+            self.storage.put(original_key(part.sha256), part.path)
             fresh.append(Image(
-                id=new_id("img"), owner=owner, sha256=part.spool.sha256,
+                id=new_id("img"), owner=owner, sha256=part.sha256,
                 filename=part.filename, content_type=part.content_type,
-                size=part.spool.size, width=part.width, height=part.height,
+                size=part.size, width=part.width, height=part.height,
                 exif_orientation=part.exif_orientation, created_at=now, request_id=request_id,
             ))
         inserted = self.repo.insert_images(_first_per_sha(fresh))
@@ -158,9 +166,9 @@ class ImageService:
             self.dispatcher.submit("process_image", *(i.id for i in fresh if i.id in inserted))
         return results
 
-    def open_job(self, owner: str, request_id: str | None) -> str:
+    def open_job(self, owner: str, request_id: str | None, kind: str = "upload") -> str:
         job_id = new_id("job")
-        self.repo.create_job(job_id, "upload", owner, request_id)
+        self.repo.create_job(job_id, kind, owner, request_id)
         return job_id
 
     # -- reading ------------------------------------------------------------------

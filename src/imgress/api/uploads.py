@@ -123,7 +123,7 @@ class _Receiver:
         for part in self.parts:
             staged = await self.staged(part)
             if staged is not None:
-                staged.spool.discard()
+                staged.path.unlink(missing_ok=True)
 
     def rejected(self, part: _Part) -> PartResult:
         assert part.error is not None

@@ -63,3 +63,23 @@ job_items = Table(
     Column("image_id", String(32), nullable=False),
     Column("filename", Text, nullable=False),
 )
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("filename", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("sha256", String(64), nullable=True),
+    # reserved -> receiving -> received -> committed (or rejected at commit)
+    Column("status", String(16), nullable=False),
+    Column("received_sha256", String(64), nullable=True),
+    Column("received_size", BigInteger, nullable=True),
+    Column("image_id", String(32), nullable=True),
+    Column("outcome", String(16), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_uploads_expires", "status", "expires_at"),
+)

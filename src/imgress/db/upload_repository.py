@@ -1,0 +1,89 @@
+"""SQL for direct-upload slots. State changes are conditional UPDATEs, so a token is
+used once and an upload is committed once, whatever runs concurrently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from datetime import datetime
+
+from sqlalchemy import Engine, bindparam, delete, select, update
+
+from imgress.db.schema import uploads
+from imgress.models import Upload
+
+_FIELDS = [f.name for f in fields(Upload)]
+
+
+def _row(row) -> Upload:  # type: ignore[no-untyped-def]
+    return Upload(**{name: row._mapping[name] for name in _FIELDS})
+
+
+class UploadRepository:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def reserve(self, slots: Sequence[Upload]) -> None:
+        """All slots of a request in one INSERT."""
+        with self.engine.begin() as conn:
+            conn.execute(uploads.insert().values([asdict(s) for s in slots]))
+
+    def get(self, upload_id: str) -> Upload | None:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
+        return _row(row) if row else None
+
+    def get_many(self, upload_ids: Sequence[str]) -> dict[str, Upload]:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            rows = conn.execute(select(uploads).where(uploads.c.id.in_(list(set(upload_ids)))))
+            return {u.id: u for u in map(_row, rows)}
+
+    def transition(self, upload_id: str, from_status: str, to_status: str, **values: object
+                   ) -> bool:
+        """Move one upload between states; False if it was not in `from_status`."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(uploads)
+                .where(uploads.c.id == upload_id, uploads.c.status == from_status)
+                .values(status=to_status, **values)
+            ).rowcount == 1
+
+    def claim_for_commit(self, owner: str, upload_ids: Sequence[str]) -> set[str]:
+        """received -> committing for this owner's uploads; the ids this caller now holds."""
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(uploads)
+                .where(uploads.c.id.in_(list(set(upload_ids))), uploads.c.owner == owner,
+                       uploads.c.status == "received")
+                .values(status="committing")
+                .returning(uploads.c.id)
+            )
+            return {r[0] for r in rows}
+
+    def settle(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
+        """committing -> committed/rejected, with the outcome kept for re-commits."""
+        if not outcomes:
+            return
+        stmt = (
+            update(uploads)
+            .where(uploads.c.id == bindparam("uid"))
+            .values(status=bindparam("new_status"), outcome=bindparam("new_outcome"),
+                    image_id=bindparam("new_image"))
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, [
+                {"uid": uid, "new_outcome": outcome, "new_image": image_id,
+                 "new_status": "rejected" if outcome.startswith("rejected") else "committed"}
+                for uid, outcome, image_id in outcomes
+            ])
+
+    def expired(self, before: datetime, statuses: Sequence[str]) -> list[Upload]:
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            rows = conn.execute(select(uploads).where(
+                uploads.c.expires_at < before, uploads.c.status.in_(list(statuses))))
+            return [_row(r) for r in rows]
+
+    def delete(self, upload_ids: Sequence[str]) -> None:
+        if upload_ids:
+            with self.engine.begin() as conn:
+                conn.execute(delete(uploads).where(uploads.c.id.in_(list(upload_ids))))

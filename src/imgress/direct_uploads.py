@@ -1,0 +1,214 @@
+"""Direct uploads, part of the service layer: reserve slots, receive puts, commit a batch.
+
+Reserve makes no network call (a signed URL per slot). A commit verifies every upload,
+publishes the accepted ones and writes all their records with ImageService.store_parts
+(ONE INSERT), so 2,000 photos cost a handful of statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from imgress.db.upload_repository import UploadRepository
+from imgress.errors import BadRequest, ImgressError, NotFound, PayloadTooLarge, RejectedPart
+from imgress.limits import SNIFF_BYTES, TAIL_BYTES, sanitize_filename
+from imgress.models import Upload, new_id, rfc3339, utcnow
+from imgress.service import ImageService, PartResult, StagedPart
+from imgress.spool import SpoolFile
+from imgress.tokens import Claims, Signer
+
+log = structlog.get_logger("imgress.uploads")
+
+
+class TokenUsed(ImgressError):
+    status, code = 409, "token_used"
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredFile:
+    filename: str
+    size: int
+    content_type: str
+    sha256: str | None = None
+
+
+class DirectUploads:
+    def __init__(self, images: ImageService, repo: UploadRepository, signer: Signer,
+                 ttl_seconds: int, max_batch: int):
+        self.images, self.repo, self.signer = images, repo, signer
+        self.ttl, self.max_batch = ttl_seconds, max_batch
+
+    def _staged_path(self, upload_id: str) -> Path:
+        return self.images.storage.spool_dir() / f"up-{upload_id}"
+
+    def _check_batch(self, count: int) -> None:
+        if count > self.max_batch:
+            raise PayloadTooLarge(f"more than {self.max_batch} uploads in one request",
+                                  code="too_many_uploads", limit=self.max_batch)
+        if count == 0:
+            raise BadRequest("the batch is empty", code="empty_batch")
+
+    # -- reserve --------------------------------------------------------------------
+
+    def reserve(self, owner: str, files: Sequence[DeclaredFile], base_url: str
+                ) -> list[dict[str, Any]]:
+        self._check_batch(len(files))
+        limits = self.images.limits
+        expires = utcnow().replace(microsecond=0) + timedelta(seconds=self.ttl)
+        slots = []
+        for f in files:
+            limits.check_part_size(f.size)
+            slots.append(Upload(
+                id=new_id("upl"), owner=owner,
+                filename=sanitize_filename(f.filename, limits.max_filename_chars),
+                size=f.size, content_type=f.content_type, sha256=f.sha256, expires_at=expires,
+            ))
+        self.repo.reserve(slots)
+        out = []
+        for slot in slots:
+            token = self.signer.sign(self._claims(slot, int(expires.timestamp())))
+            out.append({
+                "upload_id": slot.id, "method": "PUT",
+                "url": f"{base_url.rstrip('/')}/v1/uploads/{slot.id}?token={token}",
+                "headers": {"Content-Type": slot.content_type},
+                "expires_at": rfc3339(expires),
+            })
+        return out
+
+    @staticmethod
+    def _claims(slot: Upload, expires: int = 0) -> Claims:
+        return Claims(slot.id, slot.size, slot.content_type, slot.sha256, expires)
+
+    # -- put ------------------------------------------------------------------------
+
+    def begin_put(self, upload_id: str, token: str, content_type: str | None
+                  ) -> tuple[Upload, SpoolFile]:
+        """Check the token and take it (it works once); the caller streams into the spool."""
+        slot = self.repo.get(upload_id)
+        if slot is None:
+            raise NotFound("no such upload", code="upload_not_found")
+        self.signer.verify(token, self._claims(slot))
+        if (content_type or "").split(";")[0].strip().lower() != slot.content_type.lower():
+            raise BadRequest(f"send Content-Type: {slot.content_type} as reserved",
+                             code="content_type_mismatch")
+        if not self.repo.transition(upload_id, "reserved", "receiving"):
+            raise TokenUsed("this upload token was already used")
+        return slot, SpoolFile(self.images.storage.spool_dir(), slot.size)
+
+    def finish_put(self, slot: Upload, spool: SpoolFile) -> dict[str, Any]:
+        try:
+            if spool.overflowed:
+                raise PayloadTooLarge(f"more bytes than the {slot.size} declared",
+                                      code="size_exceeded", limit=slot.size)
+            if spool.size != slot.size:
+                raise BadRequest(f"received {spool.size} bytes, {slot.size} were declared",
+                                 code="size_mismatch")
+            if slot.sha256 and spool.sha256 != slot.sha256:
+                raise BadRequest("the bytes do not match the declared sha256",
+                                 code="sha256_mismatch")
+            spool.close()
+            spool.path.replace(self._staged_path(slot.id))
+        except BaseException:
+            self.abort_put(slot, spool)
+            raise
+        self.repo.transition(slot.id, "receiving", "received", received_size=spool.size,
+                             received_sha256=spool.sha256)
+        return {"upload_id": slot.id, "size": spool.size, "sha256": spool.sha256}
+
+    def abort_put(self, slot: Upload, spool: SpoolFile) -> None:
+        """A failed put leaves the slot usable for a retry with the same token."""
+        spool.discard()
+        self.repo.transition(slot.id, "receiving", "reserved")
+
+    # -- commit ---------------------------------------------------------------------
+
+    def commit(self, owner: str, upload_ids: Sequence[str], request_id: str | None
+               ) -> tuple[str, list[dict[str, Any]]]:
+        self._check_batch(len(upload_ids))
+        claimed = self.repo.claim_for_commit(owner, upload_ids)
+        known = self.repo.get_many(upload_ids)
+        job_id = self.images.open_job(owner, request_id, kind="commit")
+        answers: dict[str, dict[str, Any]] = {}
+        staged: list[tuple[str, StagedPart]] = []
+        settled: list[tuple[str, str, str | None]] = []
+        for uid in dict.fromkeys(upload_ids):
+            if uid in claimed:
+                try:
+                    staged.append((uid, self._verify(known[uid])))
+                except ImgressError as exc:
+                    self._staged_path(uid).unlink(missing_ok=True)
+                    settled.append((uid, f"rejected:{exc.code}", None))
+                    answers[uid] = self._rejected(uid, known[uid].filename, exc)
+            else:
+                answers[uid] = self._answer_unclaimed(owner, uid, known.get(uid))
+        if staged:
+            results = self.images.store_parts(
+                owner, job_id, [s for _, s in staged], list(range(len(staged))), request_id)
+            for (uid, _), result in zip(staged, results, strict=True):
+                assert result.image is not None
+                settled.append((uid, result.status, result.image.id))
+                answers[uid] = {"upload_id": uid, **result.to_api()}
+        self.repo.settle(settled)
+        return job_id, [answers[uid] for uid in upload_ids]
+
+    def _verify(self, slot: Upload) -> StagedPart:
+        path = self._staged_path(slot.id)
+        if not path.exists() or slot.received_size != slot.size:
+            raise RejectedPart("the uploaded bytes are missing", code="not_uploaded")
+        if slot.sha256 and slot.received_sha256 != slot.sha256:
+            raise RejectedPart("the bytes do not match the declared sha256",
+                               code="sha256_mismatch")
+        with path.open("rb") as f:
+            head = f.read(SNIFF_BYTES)
+            f.seek(max(0, slot.size - TAIL_BYTES))
+            tail = f.read(TAIL_BYTES)
+        assert slot.received_sha256 is not None
+        return self.images.inspect_file(slot.filename, path, head, tail,
+                                        slot.received_sha256, slot.size)
+
+    def _answer_unclaimed(self, owner: str, uid: str, slot: Upload | None) -> dict[str, Any]:
+        if slot is None or slot.owner != owner:
+            return self._rejected(uid, None, RejectedPart(
+                "no such upload", code="upload_not_found"))
+        if slot.status == "committed" and slot.image_id:
+            image = self.images.repo.get_image(slot.image_id)
+            if image is not None:
+                return {"upload_id": uid,
+                        **PartResult(slot.filename, slot.outcome or "created", image).to_api()}
+        if slot.status == "rejected" and slot.outcome:
+            code = slot.outcome.removeprefix("rejected:")
+            return self._rejected(uid, slot.filename, RejectedPart(
+                "this upload was refused at an earlier commit", code=code))
+        if slot.status == "committing":
+            return self._rejected(uid, slot.filename, RejectedPart(
+                "another commit of this upload is in progress", code="commit_in_progress"))
+        if slot.expires_at.replace(tzinfo=None) < utcnow().replace(tzinfo=None):
+            return self._rejected(uid, slot.filename, RejectedPart(
+                "the upload slot expired before its bytes arrived", code="upload_expired"))
+        return self._rejected(uid, slot.filename, RejectedPart(
+            "nothing was uploaded to this slot (yet)", code="not_uploaded"))
+
+    @staticmethod
+    def _rejected(uid: str, filename: str | None, exc: ImgressError) -> dict[str, Any]:
+        return {"upload_id": uid, **PartResult.rejected(filename or "", exc).to_api()}
+
+    # -- clean-up -------------------------------------------------------------------
+
+    def cleanup(self, grace_seconds: int = 300) -> int:
+        """Remove expired, never-committed uploads (and, a day on, settled slot rows)."""
+        now = utcnow()
+        stale = self.repo.expired(now - timedelta(seconds=grace_seconds),
+                                  ("reserved", "receiving", "received"))
+        stale += self.repo.expired(now - timedelta(days=1), ("committed", "rejected"))
+        for slot in stale:
+            self._staged_path(slot.id).unlink(missing_ok=True)
+        self.repo.delete([s.id for s in stale])
+        if stale:
+            log.info("uploads_cleaned", count=len(stale))
+        return len(stale)
