@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from imgress.cli.upload import upload
 from imgress.config import Settings, SettingsError, load_settings
 
 
@@ -78,6 +79,8 @@ def migrate(data_dir: Path | None) -> None:
     upgrade(settings.resolved_database_url)
     click.echo("imgress: database schema is up to date", err=True)
 
+
+cli.add_command(upload)
 
 if __name__ == "__main__":
     cli()
