@@ -25,9 +25,11 @@ QUADRANTS = {(0, 0): (255, 0, 0), (1, 0): (0, 255, 0), (0, 1): (0, 0, 255), (1, 
 
 
 def _upright() -> Image.Image:
-    img = Image.new("RGB", (300, 200))
+    # Big enough that libvips streams it (and shrinks on load): orientations 3 and 4
+    # once failed only on images read in several strips.
+    img = Image.new("RGB", (1800, 1200))
     for (qx, qy), colour in QUADRANTS.items():
-        img.paste(colour, (qx * 150, qy * 100, qx * 150 + 150, qy * 100 + 100))
+        img.paste(colour, (qx * 900, qy * 600, qx * 900 + 900, qy * 600 + 600))
     return img
 
 
@@ -49,17 +51,19 @@ def test_every_exif_orientation_ends_upright(orientation: int, tmp_path: Path) -
     _stored(orientation, source)
     header = read_header(source)
     assert header.exif_orientation == orientation
-    assert (header.width, header.height) == (300, 200)
-    pipeline = Pipeline([VariantPreset("web", 150, 150)], "png", 80)
+    assert (header.width, header.height) == (1800, 1200)
+    # A full-size variant: no shrink-on-load, so the decoder streams strips.
+    pipeline = Pipeline([VariantPreset("web", 1800, 1800), VariantPreset("t", 150, 150)],
+                        "png", 80)
     ctx = pipeline.render(source, tmp_path)
-    (out,) = ctx.renditions
-    assert (out.width, out.height) == (150, 100)
-    rendered = Image.open(out.path).convert("RGB")
+    web, thumb = ctx.renditions
+    assert (web.width, web.height, thumb.width, thumb.height) == (1800, 1200, 150, 100)
+    rendered = Image.open(web.path).convert("RGB")
     for (qx, qy), colour in QUADRANTS.items():
-        pixel = rendered.getpixel((qx * 75 + 37, qy * 50 + 25))
+        pixel = rendered.getpixel((qx * 900 + 450, qy * 600 + 300))
         assert all(abs(a - b) < 40 for a, b in zip(pixel, colour, strict=True)), (
             orientation, (qx, qy), pixel)
-    fields = pyvips.Image.new_from_file(str(out.path)).get_fields()
+    fields = pyvips.Image.new_from_file(str(thumb.path)).get_fields()
     assert "exif-data" not in fields and "orientation" not in fields
 
 

@@ -47,8 +47,11 @@ def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ImgressError)
     async def _imgress(_: Request, exc: ImgressError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return error_response(exc.status, exc.to_dict(), headers)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if exc.status == 413:
+            # Refused before the body was read: the connection cannot be reused.
+            headers["Connection"] = "close"
+        return error_response(exc.status, exc.to_dict(), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

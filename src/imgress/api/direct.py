@@ -7,6 +7,7 @@ import time
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
@@ -71,9 +72,11 @@ async def put_bytes(upload_id: str, request: Request,
 
 @router.post("/v1/uploads/commit", summary="Verify and commit uploads in ONE statement")
 async def commit(body: CommitRequest, request: Request, owner: str = Depends(require_owner)
-                 ) -> dict:
+                 ) -> JSONResponse:
     started = time.perf_counter()
     job_id, items = await to_thread.run_sync(
         _direct(request).commit, owner, body.upload_ids, request.state.request_id)
-    metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
-    return {"job_id": job_id, "items": items}
+    elapsed = time.perf_counter() - started
+    metrics.COMMIT_SECONDS.observe(elapsed)
+    return JSONResponse({"job_id": job_id, "items": items},
+                        headers={"Server-Timing": f"commit;dur={elapsed * 1000:.1f}"})

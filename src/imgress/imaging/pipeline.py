@@ -70,6 +70,8 @@ def step_load(ctx: Context) -> None:
 
 
 def step_orient(ctx: Context) -> None:
+    """Runs on the small in-memory base: turning a sequentially read image would need
+    its rows out of order (orientations 3 and 4 read the bottom first)."""
     assert ctx.image is not None
     ctx.image = ctx.image.autorot()
 
@@ -94,9 +96,12 @@ def step_colour(ctx: Context) -> None:
 
 
 def step_base(ctx: Context) -> None:
-    """Resize once to the common box and keep that small image in memory."""
-    assert ctx.image is not None
+    """Resize once to the common box and keep that small image in memory. The image is
+    not yet upright, so the box is turned with it."""
+    assert ctx.image is not None and ctx.header is not None
     box_w, box_h = ctx.box
+    if ctx.header.swaps_axes:
+        box_w, box_h = box_h, box_w
     ctx.image = ctx.image.thumbnail_image(box_w, height=box_h, size="down").copy_memory()
 
 
@@ -121,9 +126,9 @@ def step_variants(ctx: Context) -> None:
 
 STEPS: tuple[tuple[str, Callable[[Context], None]], ...] = (
     ("load", step_load),
-    ("orient", step_orient),
     ("colour", step_colour),
     ("base", step_base),
+    ("orient", step_orient),
     ("variants", step_variants),
 )
 
