@@ -17,7 +17,7 @@ import structlog
 
 from imgress.db.upload_repository import UploadRepository
 from imgress.errors import BadRequest, ImgressError, NotFound, PayloadTooLarge, RejectedPart
-from imgress.limits import SNIFF_BYTES, TAIL_BYTES, sanitize_filename
+from imgress.limits import sanitize_filename
 from imgress.models import Upload, new_id, rfc3339, utcnow
 from imgress.service import ImageService, PartResult, StagedPart
 from imgress.spool import SpoolFile
@@ -113,12 +113,22 @@ class DirectUploads:
                 raise BadRequest("the bytes do not match the declared sha256",
                                  code="sha256_mismatch")
             spool.close()
-            spool.path.replace(self._staged_path(slot.id))
+            staged_path = self._staged_path(slot.id)
+            spool.path.replace(staged_path)
         except BaseException:
             self.abort_put(slot, spool)
             raise
+        found: dict[str, Any] = {}
+        try:
+            # Inspected now, while the bytes are warm: the commit then needs no decoder.
+            part = self.images.inspect_file(slot.filename, staged_path, spool.head,
+                                            spool.tail, spool.sha256, spool.size)
+            found = {"sniffed_type": part.content_type, "width": part.width,
+                     "height": part.height, "exif_orientation": part.exif_orientation}
+        except ImgressError as exc:
+            found = {"outcome": f"rejected:{exc.code}"}
         self.repo.transition(slot.id, "receiving", "received", received_size=spool.size,
-                             received_sha256=spool.sha256)
+                             received_sha256=spool.sha256, **found)
         return {"upload_id": slot.id, "size": spool.size, "sha256": spool.sha256}
 
     def abort_put(self, slot: Upload, spool: SpoolFile) -> None:
@@ -158,19 +168,19 @@ class DirectUploads:
         return job_id, [answers[uid] for uid in upload_ids]
 
     def _verify(self, slot: Upload) -> StagedPart:
+        """Everything was inspected at put time; check that it all still holds."""
         path = self._staged_path(slot.id)
-        if not path.exists() or slot.received_size != slot.size:
+        if slot.received_size != slot.size or not path.exists():
             raise RejectedPart("the uploaded bytes are missing", code="not_uploaded")
         if slot.sha256 and slot.received_sha256 != slot.sha256:
             raise RejectedPart("the bytes do not match the declared sha256",
                                code="sha256_mismatch")
-        with path.open("rb") as f:
-            head = f.read(SNIFF_BYTES)
-            f.seek(max(0, slot.size - TAIL_BYTES))
-            tail = f.read(TAIL_BYTES)
-        assert slot.received_sha256 is not None
-        return self.images.inspect_file(slot.filename, path, head, tail,
-                                        slot.received_sha256, slot.size)
+        if slot.outcome and slot.outcome.startswith("rejected:"):
+            raise RejectedPart("the uploaded file is not an acceptable image",
+                               code=slot.outcome.removeprefix("rejected:"))
+        assert slot.received_sha256 and slot.sniffed_type and slot.width and slot.height
+        return StagedPart(slot.filename, path, slot.received_sha256, slot.size,
+                          slot.sniffed_type, slot.width, slot.height, slot.exif_orientation)
 
     def _answer_unclaimed(self, owner: str, uid: str, slot: Upload | None) -> dict[str, Any]:
         if slot is None or slot.owner != owner:

@@ -167,6 +167,10 @@ class Upload:
     status: str = "reserved"  # reserved | receiving | received | committing | committed | rejected
     received_sha256: str | None = None
     received_size: int | None = None
+    sniffed_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    exif_orientation: int | None = None
     image_id: str | None = None
     outcome: str | None = None  # created | duplicate | rejected:<code>
     created_at: datetime = field(default_factory=utcnow)

@@ -77,12 +77,13 @@ class Repository:
             return set()
         stmt = (
             self._insert(images)
-            .values([_image_to_row(r) for r in rows])
             .on_conflict_do_nothing(index_elements=["owner", "sha256"])
             .returning(images.c.id)
         )
+        # SQLAlchemy's "insertmanyvalues" renders this as ONE multi-row INSERT per
+        # 1,000 rows (the most one request may carry), compiled once and cached.
         with self.engine.begin() as conn:
-            return {r[0] for r in conn.execute(stmt)}
+            return {r[0] for r in conn.execute(stmt, [_image_to_row(r) for r in rows])}
 
     def find_by_sha(self, owner: str, shas: Iterable[str]) -> dict[str, Image]:
         shas = list(set(shas))

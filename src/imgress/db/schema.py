@@ -77,6 +77,11 @@ uploads = Table(
     Column("status", String(16), nullable=False),
     Column("received_sha256", String(64), nullable=True),
     Column("received_size", BigInteger, nullable=True),
+    # What the put's inspection found, so a commit needs no decoder.
+    Column("sniffed_type", String(32), nullable=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("exif_orientation", Integer, nullable=True),
     Column("image_id", String(32), nullable=True),
     Column("outcome", String(16), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=False),

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Engine, delete, select, update
 
-from imgress.db.schema import uploads
+from imgress.db.schema import images, uploads
 from imgress.models import Upload
 
 _FIELDS = [f.name for f in fields(Upload)]
@@ -61,21 +61,27 @@ class UploadRepository:
             return {r[0] for r in rows}
 
     def settle(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
-        """committing -> committed/rejected, with the outcome kept for re-commits."""
+        """committing -> committed/rejected, the outcome kept for re-commits. Accepted
+        uploads find their image by (owner, sha256): two statements for any batch."""
         if not outcomes:
             return
-        stmt = (
-            update(uploads)
-            .where(uploads.c.id == bindparam("uid"))
-            .values(status=bindparam("new_status"), outcome=bindparam("new_outcome"),
-                    image_id=bindparam("new_image"))
+        by_outcome: dict[str, list[str]] = {}
+        for uid, outcome, _ in outcomes:
+            by_outcome.setdefault(outcome, []).append(uid)
+        image_of = (
+            select(images.c.id)
+            .where(images.c.owner == uploads.c.owner,
+                   images.c.sha256 == uploads.c.received_sha256)
+            .scalar_subquery()
         )
         with self.engine.begin() as conn:
-            conn.execute(stmt, [
-                {"uid": uid, "new_outcome": outcome, "new_image": image_id,
-                 "new_status": "rejected" if outcome.startswith("rejected") else "committed"}
-                for uid, outcome, image_id in outcomes
-            ])
+            for outcome, ids in by_outcome.items():
+                rejected = outcome.startswith("rejected")
+                conn.execute(
+                    update(uploads).where(uploads.c.id.in_(ids)).values(
+                        status="rejected" if rejected else "committed", outcome=outcome,
+                        image_id=None if rejected else image_of)
+                )
 
     def expired(self, before: datetime, statuses: Sequence[str]) -> list[Upload]:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:

@@ -16,28 +16,31 @@ class LocalStorage:
         self._spool.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root) or key.startswith(".") or not key:
+        parts = key.split("/")
+        if not key or key.startswith(".") or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"storage key outside the store: {key!r}")
-        return path
+        return self.root.joinpath(*parts)
 
     def put(self, key: str, source: Path) -> bool:
         target = self._path(key)
+        if target.exists():
+            # Content addressing: the object there already has these bytes.
+            source.unlink(missing_ok=True)
+            return False
         try:
             for attempt in (1, 2):  # a concurrent delete may prune the folder in between
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    # link() fails if the key exists, so two writers of the same content
-                    # never replace each other and a reader never sees a partial file.
-                    os.link(source, target)
+                    # rename() is atomic: a reader sees no file or the whole file. Two
+                    # writers of one key carry the same bytes, so either may win.
+                    os.replace(source, target)
                     break
                 except FileNotFoundError:
-                    if attempt == 2:
+                    if attempt == 2 or not source.exists():
                         raise
-        except FileExistsError:
-            return False
-        finally:
+        except BaseException:
             source.unlink(missing_ok=True)
+            raise
         _fsync_dir(target.parent)
         return True
 
