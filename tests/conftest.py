@@ -125,3 +125,34 @@ def corpus_dir() -> Path | None:
     if os.environ.get("IMGRESS_REQUIRE_CORPUS"):
         raise RuntimeError("IMGRESS_REQUIRE_CORPUS is set but IMGRESS_CORPUS is not a folder")
     return None
+
+
+PG_ADMIN_URL = os.environ.get("IMGRESS_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+
+
+def services_required() -> bool:
+    """On CI every service-backed test must run: unreachable is a failure, not a skip."""
+    return bool(os.environ.get("CI") or os.environ.get("IMGRESS_REQUIRE_SERVICES"))
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    import secrets
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if services_required():
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")
+    name = f"imgress_t_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

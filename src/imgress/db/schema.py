@@ -83,7 +83,7 @@ uploads = Table(
     Column("height", Integer, nullable=True),
     Column("exif_orientation", Integer, nullable=True),
     Column("image_id", String(32), nullable=True),
-    Column("outcome", String(16), nullable=True),
+    Column("outcome", String(80), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_uploads_expires", "status", "expires_at"),

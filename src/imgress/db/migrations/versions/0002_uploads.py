@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("height", sa.Integer, nullable=True),
         sa.Column("exif_orientation", sa.Integer, nullable=True),
         sa.Column("image_id", sa.String(32), nullable=True),
-        sa.Column("outcome", sa.String(16), nullable=True),
+        sa.Column("outcome", sa.String(80), nullable=True),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
