@@ -14,7 +14,7 @@ from imgress import logs
 from imgress.api import delivery, images, ops, uploads, web
 from imgress.api import direct as direct_api
 from imgress.api.deps import RequestContext, install_error_handlers
-from imgress.config import Settings, load_settings
+from imgress.config import Settings, load_settings, parse_s3_url
 from imgress.db.engine import make_engine
 from imgress.db.migrate import upgrade
 from imgress.db.repository import Repository
@@ -25,10 +25,22 @@ from imgress.jobs.inprocess import InProcessDispatcher
 from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
 from imgress.service import ImageService
+from imgress.storage.base import Storage
 from imgress.storage.local import LocalStorage
+from imgress.storage.s3 import S3Storage
 from imgress.tokens import Signer
 
 log = structlog.get_logger("imgress.app")
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.storage_url.startswith("s3://"):
+        options = parse_s3_url(settings.storage_url)
+        return S3Storage(
+            options["bucket"], prefix=options["prefix"],
+            endpoint_url=options.get("endpoint_url"), region=options.get("region"),
+            public_url=options.get("public_url"), spool_root=settings.data_dir.resolve())
+    return LocalStorage(settings.storage_root)
 
 
 def build_service(settings: Settings
@@ -38,7 +50,7 @@ def build_service(settings: Settings
     dispatcher = InProcessDispatcher(settings.workers)
     svc = ImageService(
         repo=Repository(engine),
-        storage=LocalStorage(settings.storage_root),
+        storage=make_storage(settings),
         dispatcher=dispatcher,
         pipeline=Pipeline(settings.presets, settings.variant_format, settings.variant_quality),
         limits=UploadLimits.from_settings(settings),

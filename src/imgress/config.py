@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlparse
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -113,8 +114,10 @@ class Settings(BaseSettings):
     @field_validator("storage_url")
     @classmethod
     def _known_storage(cls, url: str) -> str:
-        if url and not url.startswith("file://"):
-            raise ValueError("only file:///path is supported by this build (S3 is planned)")
+        if url.startswith("s3://"):
+            parse_s3_url(url)
+        elif url and not url.startswith("file://"):
+            raise ValueError("use file:///path or s3://BUCKET?endpoint_url=…&region=…")
         return url
 
     @field_validator("broker_url")
@@ -148,6 +151,16 @@ class Settings(BaseSettings):
             name, width, height = _PRESET.match(preset).groups()  # type: ignore[union-attr]
             out.append(VariantPreset(name, int(width), int(height)))
         return tuple(out)
+
+
+def parse_s3_url(url: str) -> dict[str, str]:
+    """s3://BUCKET[/PREFIX]?endpoint_url=…&region=…&public_url=… → options."""
+    parsed = urlparse(url)
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    unknown = set(query) - {"endpoint_url", "region", "public_url"}
+    if parsed.scheme != "s3" or not parsed.netloc or unknown:
+        raise ValueError("use s3://BUCKET[/PREFIX]?endpoint_url=…&region=…&public_url=…")
+    return {"bucket": parsed.netloc, "prefix": parsed.path.strip("/"), **query}
 
 
 def load_settings(**overrides: object) -> Settings:

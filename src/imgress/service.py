@@ -99,7 +99,7 @@ class ImageService:
                  pipeline: Pipeline, limits: UploadLimits):
         self.repo, self.storage, self.dispatcher = repo, storage, dispatcher
         self.pipeline, self.limits = pipeline, limits
-        self._locations: OrderedDict[tuple[str, str], Location] = OrderedDict()
+        self._locations: OrderedDict[tuple[str, str], tuple[str, str, str]] = OrderedDict()
         self._locations_lock = threading.Lock()
         self._io = ThreadPoolExecutor(16, thread_name_prefix="imgress-io")
 
@@ -215,7 +215,8 @@ class ImageService:
         with self._locations_lock:
             found = self._locations.get((sha256, name))
         if found:
-            return found
+            key, content_type, etag = found
+            return Location(key, self.storage.url(key), content_type, etag)
         if name == "original":
             image = self.repo.sha_known(sha256)
             if image is None:
@@ -227,12 +228,13 @@ class ImageService:
                 raise NotFound("no such variant (yet)", code="variant_not_found")
             key, content_type = variant.key, CONTENT_TYPES[variant.format]
             etag = f"{sha256[:32]}-{Path(variant.key).stem}"
-        location = Location(key, self.storage.url(key), content_type, f'"{etag}"')
+        etag = f'"{etag}"'
         with self._locations_lock:
-            self._locations[(sha256, name)] = location
+            # The URL is made per call: an object store's may be signed and expire.
+            self._locations[(sha256, name)] = (key, content_type, etag)
             while len(self._locations) > 10_000:
                 self._locations.popitem(last=False)
-        return location
+        return Location(key, self.storage.url(key), content_type, etag)
 
     # -- processing ---------------------------------------------------------------
 

@@ -29,7 +29,9 @@ async def deliver(sha256: str, variant: str, request: Request) -> Response:
         "X-Content-Type-Options": "nosniff", "Accept-Ranges": "bytes",
     }
     if location.local_path is None:
-        return RedirectResponse(location.url, status_code=302, headers=headers)
+        # The target may be a signed URL that expires: the redirect is cached briefly.
+        return RedirectResponse(location.url, status_code=302,
+                                headers={**headers, "Cache-Control": "public, max-age=300"})
     if _matches(request.headers.get("if-none-match"), location.etag):
         return Response(status_code=304, headers=headers)
     if not location.local_path.is_file():

@@ -1,0 +1,90 @@
+"""S3-compatible storage on boto3: streamed (multipart) puts, streamed reads.
+
+Errors of botocore are translated at this edge: a missing object is FileNotFoundError,
+as in every backend. Transient 5xx and throttling are retried by botocore's own
+"standard" retry mode (exponential backoff with jitter).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from imgress.storage.base import ObjectStat
+
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+class S3Storage:
+    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None,
+                 region: str | None = None, public_url: str | None = None,
+                 spool_root: Path | None = None, retries: int = 8):
+        self.bucket, self.prefix = bucket, prefix
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self._client = boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
+            config=Config(retries={"max_attempts": retries, "mode": "standard"},
+                          s3={"addressing_style": "path"}),
+        )
+        self._transfer = TransferConfig(multipart_threshold=64 * 1024**2,
+                                        multipart_chunksize=16 * 1024**2)
+        self._spool = Path(spool_root or tempfile.gettempdir()) / "imgress-spool"
+        self._spool.mkdir(parents=True, exist_ok=True)
+
+    def _key(self, key: str) -> str:
+        if not key or key.startswith(("/", ".")) or ".." in key.split("/"):
+            raise ValueError(f"storage key outside the store: {key!r}")
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, source: Path) -> bool:
+        try:
+            try:
+                self.stat(key)
+                return False  # content addressing: the same bytes are already there
+            except FileNotFoundError:
+                pass
+            self._client.upload_file(str(source), self.bucket, self._key(key),
+                                     Config=self._transfer)
+            return True
+        finally:
+            source.unlink(missing_ok=True)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except ClientError as exc:
+            raise _translate(exc, key) from None
+        return body  # type: ignore[no-any-return]  # a streaming, file-like body
+
+    def stat(self, key: str) -> ObjectStat:
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            raise _translate(exc, key) from None
+        return ObjectStat(size=head["ContentLength"], mtime=head["LastModified"].timestamp())
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def url(self, key: str) -> str:
+        if self.public_url:
+            return f"{self.public_url}/{self._key(key)}"
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=3600)
+
+    def spool_dir(self) -> Path:
+        return self._spool
+
+
+def _translate(exc: ClientError, key: str) -> Exception:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    if code in _MISSING:
+        return FileNotFoundError(key)
+    return exc
