@@ -21,6 +21,8 @@ from imgress.db.repository import Repository
 from imgress.db.upload_repository import UploadRepository
 from imgress.direct_uploads import DirectUploads
 from imgress.imaging.pipeline import Pipeline
+from imgress.jobs.base import Dispatcher
+from imgress.jobs.celery_dispatcher import CeleryDispatcher, make_celery
 from imgress.jobs.inprocess import InProcessDispatcher
 from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
@@ -43,17 +45,24 @@ def make_storage(settings: Settings) -> Storage:
     return LocalStorage(settings.storage_root)
 
 
-def build_service(settings: Settings
-                  ) -> tuple[ImageService, DirectUploads, InProcessDispatcher]:
+def make_dispatcher(settings: Settings) -> Dispatcher:
+    if settings.broker_url:
+        return CeleryDispatcher(make_celery(settings.broker_url,
+                                            settings.broker_visibility_timeout))
+    return InProcessDispatcher(settings.workers)
+
+
+def build_service(settings: Settings) -> tuple[ImageService, DirectUploads, Dispatcher]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
-    dispatcher = InProcessDispatcher(settings.workers)
+    dispatcher = make_dispatcher(settings)
     svc = ImageService(
         repo=Repository(engine),
         storage=make_storage(settings),
         dispatcher=dispatcher,
         pipeline=Pipeline(settings.presets, settings.variant_format, settings.variant_quality),
         limits=UploadLimits.from_settings(settings),
+        lease_seconds=settings.processing_lease_seconds,
     )
     direct = DirectUploads(
         svc, UploadRepository(engine),
@@ -77,11 +86,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.resolved_database_url.startswith("sqlite"):
             upgrade(settings.resolved_database_url)
         dispatcher.start({"process_image": svc.process_image})
-        recovered = svc.recover()
+        recovered = svc.recover(exclusive=not settings.broker_url)
         log.info("started", recovered=recovered, workers=settings.workers)
-        cleaner = asyncio.create_task(_periodic(direct.cleanup, settings.upload_cleanup_seconds))
+        housekeeping = [
+            asyncio.create_task(_periodic(direct.cleanup, settings.upload_cleanup_seconds)),
+            asyncio.create_task(_periodic(svc.resubmit_stale,
+                                          settings.processing_lease_seconds / 2)),
+        ]
         yield
-        cleaner.cancel()
+        for task in housekeeping:
+            task.cancel()
         dispatcher.stop()
 
     app = FastAPI(title="imgress", version="1", lifespan=lifespan,

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     max_batch_uploads: int = Field(1000, ge=1, le=10000)
     upload_cleanup_seconds: float = Field(60.0, gt=0)
 
+    broker_visibility_timeout: int = Field(3600, ge=5)
+    processing_lease_seconds: float = Field(300, ge=1)
     workers: int = Field(max(1, os.cpu_count() or 1), ge=1, le=64)
     variants: Annotated[tuple[str, ...], NoDecode] = ("thumb:256x256", "web:1920x1080")
     variant_format: ImageFormat = "webp"
@@ -123,8 +125,8 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _known_broker(cls, url: str) -> str:
-        if url:
-            raise ValueError("Celery dispatch is not in this build yet; leave it unset")
+        if url and not url.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+            raise ValueError("use redis://… or amqp://… (unset: in-process workers)")
         return url
 
     @model_validator(mode="after")

@@ -96,9 +96,10 @@ class Location:
 
 class ImageService:
     def __init__(self, repo: Repository, storage: Storage, dispatcher: Dispatcher,
-                 pipeline: Pipeline, limits: UploadLimits):
+                 pipeline: Pipeline, limits: UploadLimits, lease_seconds: float = 300):
         self.repo, self.storage, self.dispatcher = repo, storage, dispatcher
         self.pipeline, self.limits = pipeline, limits
+        self.lease_seconds = lease_seconds
         self._locations: OrderedDict[tuple[str, str], tuple[str, str, str]] = OrderedDict()
         self._locations_lock = threading.Lock()
         self._io = ThreadPoolExecutor(16, thread_name_prefix="imgress-io")
@@ -240,7 +241,7 @@ class ImageService:
 
     def process_image(self, image_id: str) -> None:
         """Render every variant of one image. Idempotent; never raises for a bad image."""
-        image = self.repo.claim(image_id)
+        image = self.repo.claim(image_id, self.lease_seconds)
         if image is None:
             return
         log_ = log.bind(image_id=image_id, request_id=image.request_id)
@@ -301,11 +302,23 @@ class ImageService:
             tmp.flush()
             yield Path(tmp.name)
 
-    def recover(self) -> int:
-        """Submit every unfinished image again (after a restart or a lost queue)."""
+    def recover(self, exclusive: bool) -> int:
+        """Submit every unfinished image again (after a restart or a lost queue).
+        `exclusive`: this process is the only worker (the embedded default)."""
+        if exclusive:
+            self.repo.release_processing()
         ids = self.repo.unfinished_ids()
         if ids:
             self.dispatcher.submit("process_image", *ids)
+        return len(ids)
+
+    def resubmit_stale(self) -> int:
+        """Periodic: hand out again work whose worker died or whose message the broker
+        lost; the database, not the queue, is the source of truth."""
+        ids = self.repo.stale_ids(self.lease_seconds)
+        if ids:
+            self.dispatcher.submit("process_image", *ids)
+            log.info("resubmitted_stale", count=len(ids))
         return len(ids)
 
     # -- operations ---------------------------------------------------------------
@@ -324,7 +337,11 @@ class ImageService:
             checks["storage"] = "ok"
         except Exception as exc:
             checks["storage"] = f"down: {type(exc).__name__}"
-        checks["queue"] = "ok"
+        try:
+            self.dispatcher.ping()
+            checks["queue"] = "ok"
+        except Exception as exc:
+            checks["queue"] = f"down: {type(exc).__name__}"
         return checks
 
 

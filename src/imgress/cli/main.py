@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -78,6 +79,33 @@ def migrate(data_dir: Path | None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     click.echo("imgress: database schema is up to date", err=True)
+
+
+@cli.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--concurrency", type=int, default=None, help="Threads (IMGRESS_WORKERS).")
+def worker(data_dir: Path | None, concurrency: int | None) -> None:
+    """Run a Celery worker (scale-out): same settings, same task functions."""
+    from imgress import logs
+    from imgress.app import build_service
+    from imgress.jobs.celery_dispatcher import QUEUES, CeleryDispatcher, register_tasks
+
+    settings = _settings(data_dir=data_dir, workers=concurrency)
+    if not settings.broker_url:
+        click.echo("imgress: IMGRESS_BROKER_URL is not set; `imgress serve` runs the "
+                   "workers itself on the embedded default", err=True)
+        sys.exit(2)
+    logs.configure(settings.log_level, settings.log_format)
+    logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
+    svc, _, dispatcher = build_service(settings)
+    assert isinstance(dispatcher, CeleryDispatcher)
+    register_tasks(dispatcher.app, {"process_image": svc.process_image})
+    # Threads, as in the embedded default: libvips releases the GIL while it works.
+    dispatcher.app.worker_main(argv=[
+        "worker", "--pool=threads", f"--concurrency={settings.workers}",
+        f"--queues={','.join(QUEUES.values())}", "--loglevel=INFO", "--without-gossip",
+        "--without-mingle",
+    ])
 
 
 cli.add_command(upload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text, update
@@ -156,18 +156,47 @@ class Repository:
 
     # -- processing state -----------------------------------------------------------
 
-    def claim(self, image_id: str) -> Image | None:
-        """Mark an image processing; None when it is finished or gone (idempotent tasks)."""
+    def claim(self, image_id: str, lease_seconds: float) -> Image | None:
+        """Take an image for processing: a pending one, or one whose worker has held it
+        past the lease (it died). None when finished, gone or still held elsewhere, so a
+        duplicate task is a no-op."""
+        now = utcnow()
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(images)
-                .where(images.c.id == image_id, images.c.status.in_(("pending", "processing")))
-                .values(status="processing", updated_at=utcnow())
+                .where(images.c.id == image_id, or_(
+                    images.c.status == "pending",
+                    and_(images.c.status == "processing",
+                         images.c.updated_at < now - timedelta(seconds=lease_seconds)),
+                ))
+                .values(status="processing", updated_at=now)
             ).rowcount
             if not changed:
                 return None
             row = conn.execute(select(images).where(images.c.id == image_id)).first()
         return _row_to_image(row) if row else None
+
+    def stale_ids(self, lease_seconds: float, limit: int = 10_000) -> list[str]:
+        """Unfinished images nobody has touched for a lease; touched now, so each is
+        handed out again at most once per lease."""
+        cutoff = utcnow() - timedelta(seconds=lease_seconds)
+        with self.engine.begin() as conn:
+            ids = [r[0] for r in conn.execute(
+                select(images.c.id)
+                .where(images.c.status.in_(("pending", "processing")),
+                       images.c.updated_at < cutoff)
+                .order_by(images.c.created_at).limit(limit))]
+            if ids:
+                conn.execute(update(images).where(
+                    images.c.id.in_(ids), images.c.status == "pending"
+                ).values(updated_at=utcnow()))
+        return ids
+
+    def release_processing(self) -> None:
+        """Embedded default at start: no other process can hold work, take it all back."""
+        with self.engine.begin() as conn:
+            conn.execute(update(images).where(images.c.status == "processing")
+                         .values(status="pending"))
 
     def finish(
         self, image_id: str, *, variants: dict[str, Variant] | None = None,

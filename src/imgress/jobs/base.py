@@ -22,6 +22,9 @@ class Dispatcher(Protocol):
 
     def pending(self) -> int: ...
 
+    def ping(self) -> None:
+        """Raise when work cannot be handed over (readiness)."""
+
 
 def check_handlers(handlers: Mapping[str, TaskHandler]) -> None:
     """Refuse to start when a task has no handler (or a handler no task)."""

@@ -60,6 +60,10 @@ class InProcessDispatcher:
                 with self._lock:
                     self._busy -= 1
 
+    def ping(self) -> None:
+        if not self._threads or not all(t.is_alive() for t in self._threads):
+            raise RuntimeError("worker threads are not running")
+
     def pending(self) -> int:
         return self._queue.qsize() + self._busy
 
