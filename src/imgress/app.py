@@ -26,6 +26,7 @@ from imgress.jobs.celery_dispatcher import CeleryDispatcher, make_celery
 from imgress.jobs.inprocess import InProcessDispatcher
 from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
+from imgress.ratelimit import RateLimiter
 from imgress.service import ImageService
 from imgress.storage.base import Storage
 from imgress.storage.local import LocalStorage
@@ -102,6 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Image ingestion: bulk upload, dedup, variants, delivery.")
     app.state.service, app.state.keys, app.state.dispatcher = svc, keys, dispatcher
     app.state.direct, app.state.public_url = direct, settings.public_url
+    app.state.rate_limiter = RateLimiter(settings.rate_limit,
+                                         settings.resolved_rate_limit_storage)
     install_error_handlers(app)
     for module in (uploads, direct_api, images, delivery, ops, web):
         app.include_router(module.router)

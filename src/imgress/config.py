@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     max_batch_uploads: int = Field(1000, ge=1, le=10000)
     upload_cleanup_seconds: float = Field(60.0, gt=0)
 
+    rate_limit: str = "1200/minute;100/second"
+    rate_limit_storage: str = ""
     broker_visibility_timeout: int = Field(3600, ge=5)
     processing_lease_seconds: float = Field(300, ge=1)
     workers: int = Field(max(1, os.cpu_count() or 1), ge=1, le=64)
@@ -105,6 +107,22 @@ class Settings(BaseSettings):
         if not presets:
             raise ValueError("at least one variant is needed")
         return presets
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, spec: str) -> str:
+        from limits import parse_many
+
+        if spec:
+            parse_many(spec)  # raises ValueError with the offending part
+        return spec
+
+    @property
+    def resolved_rate_limit_storage(self) -> str:
+        """Shared across API servers whenever a Redis broker is there."""
+        if self.rate_limit_storage:
+            return self.rate_limit_storage
+        return self.broker_url if self.broker_url.startswith("redis") else "memory://"
 
     @field_validator("database_url")
     @classmethod

@@ -34,3 +34,4 @@ RESULT_CACHE_HITS = Counter(
     "imgress_result_cache_hits_total", "Images whose variants were reused, not rendered",
 )
 QUEUE_DEPTH = Gauge("imgress_queue_depth", "Tasks submitted and not yet finished")
+RATE_LIMITED = Counter("imgress_rate_limited_total", "Requests refused by a rate limit")

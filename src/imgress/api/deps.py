@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from imgress import metrics
 from imgress.errors import ImgressError, Unauthorized
 from imgress.keys import KeyRing
+from imgress.ratelimit import RateLimited, RateLimiter
 from imgress.service import ImageService
 
 log = structlog.get_logger("imgress.http")
@@ -36,6 +37,12 @@ def require_owner(request: Request) -> str:
             "a valid API key is required: Authorization: Bearer <key>",
             code="missing_api_key" if not header else "invalid_api_key",
         )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    try:
+        limiter.check(owner, "api")
+    except RateLimited:
+        metrics.RATE_LIMITED.inc()
+        raise
     return owner
 
 
@@ -48,6 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ImgressError)
     async def _imgress(_: Request, exc: ImgressError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if "retry_after" in exc.extra:
+            headers["Retry-After"] = str(exc.extra["retry_after"])
         if exc.status == 413:
             # Refused before the body was read: the connection cannot be reused.
             headers["Connection"] = "close"
