@@ -8,8 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -192,3 +195,63 @@ def s3_bucket(moto_s3: str) -> str:
     name = f"imgress-{secrets.token_hex(4)}"
     boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1").create_bucket(Bucket=name)
     return name
+
+
+class FlakyProxy:
+    """Forwards to the server, but answers 503/429 to the first tries of each kind of
+    request; the first commit is forwarded and its answer replaced by a 503, so the
+    client retries a commit the server already made."""
+
+    def __init__(self, target: str, failures: int = 2, always_fail: bool = False):
+        self.target, self.failures, self.always_fail = target, failures, always_fail
+        self.seen: Counter[str] = Counter()
+        self.forwarded: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                kind = f"{self.command} {self.path.split('?')[0].rsplit('/', 1)[-1]}"
+                kind = "PUT" if self.command == "PUT" else kind
+                with proxy.lock:
+                    proxy.seen[kind] += 1
+                    tries = proxy.seen[kind]
+                if proxy.always_fail or (tries <= proxy.failures and kind != "POST commit"):
+                    code = 429 if tries % 2 else 503
+                    self.send_response(code)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("content-length", "connection")}
+                r = httpx.request(self.command, proxy.target + self.path, content=body,
+                                  headers=headers, timeout=60)
+                with proxy.lock:
+                    proxy.forwarded[kind] += 1
+                if kind == "POST commit" and tries == 1:
+                    self.send_response(503)  # the server committed; the client must not know
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_PUT = _relay
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -22,7 +22,6 @@ from imgress.db.upload_repository import UploadRepository
 from imgress.direct_uploads import DirectUploads
 from imgress.imaging.pipeline import Pipeline
 from imgress.jobs.base import Dispatcher
-from imgress.jobs.celery_dispatcher import CeleryDispatcher, make_celery
 from imgress.jobs.inprocess import InProcessDispatcher
 from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
@@ -30,7 +29,6 @@ from imgress.ratelimit import RateLimiter
 from imgress.service import ImageService
 from imgress.storage.base import Storage
 from imgress.storage.local import LocalStorage
-from imgress.storage.s3 import S3Storage
 from imgress.tokens import Signer
 
 log = structlog.get_logger("imgress.app")
@@ -38,6 +36,8 @@ log = structlog.get_logger("imgress.app")
 
 def make_storage(settings: Settings) -> Storage:
     if settings.storage_url.startswith("s3://"):
+        from imgress.storage.s3 import S3Storage  # boto3 loads only when configured
+
         options = parse_s3_url(settings.storage_url)
         return S3Storage(
             options["bucket"], prefix=options["prefix"],
@@ -48,6 +48,8 @@ def make_storage(settings: Settings) -> Storage:
 
 def make_dispatcher(settings: Settings) -> Dispatcher:
     if settings.broker_url:
+        from imgress.jobs.celery_dispatcher import CeleryDispatcher, make_celery
+
         return CeleryDispatcher(make_celery(settings.broker_url,
                                             settings.broker_visibility_timeout))
     return InProcessDispatcher(settings.workers)

@@ -126,8 +126,8 @@ def step_variants(ctx: Context) -> None:
 
 STEPS: tuple[tuple[str, Callable[[Context], None]], ...] = (
     ("load", step_load),
-    ("colour", step_colour),
     ("base", step_base),
+    ("colour", step_colour),  # on the small base: an ICC transform costs per pixel
     ("orient", step_orient),
     ("variants", step_variants),
 )
