@@ -242,11 +242,14 @@ class FlakyProxy:
                 for k, v in r.headers.items():
                     if k.lower() not in ("content-length", "transfer-encoding", "connection"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(r.content)))
+                length = r.headers.get("content-length", "0") if self.command == "HEAD" \
+                    else str(len(r.content))
+                self.send_header("Content-Length", length)
                 self.end_headers()
-                self.wfile.write(r.content)
+                if self.command != "HEAD":
+                    self.wfile.write(r.content)
 
-            do_GET = do_POST = do_PUT = _relay
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _relay
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
