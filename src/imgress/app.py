@@ -86,8 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if settings.resolved_database_url.startswith("sqlite"):
-            upgrade(settings.resolved_database_url)
+        upgrade(settings.resolved_database_url)  # serialized by a lock on PostgreSQL
         dispatcher.start({"process_image": svc.process_image})
         recovered = svc.recover(exclusive=not settings.broker_url)
         log.info("started", recovered=recovered, workers=settings.workers)

@@ -106,13 +106,13 @@ class DirectUploads:
             if spool.overflowed:
                 raise PayloadTooLarge(f"more bytes than the {slot.size} declared",
                                       code="size_exceeded", limit=slot.size)
+            spool.close()  # waits for the writer: size and hash are final after this
             if spool.size != slot.size:
                 raise BadRequest(f"received {spool.size} bytes, {slot.size} were declared",
                                  code="size_mismatch")
             if slot.sha256 and spool.sha256 != slot.sha256:
                 raise BadRequest("the bytes do not match the declared sha256",
                                  code="sha256_mismatch")
-            spool.close()
             staged_path = self._staged_path(slot.id)
             spool.path.replace(staged_path)
         except BaseException:

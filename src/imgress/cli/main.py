@@ -41,7 +41,6 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
     from granian import Granian
     from granian.constants import Interfaces
 
-    from imgress.db.migrate import upgrade
     from imgress.keys import load_or_create
 
     settings = _settings(host=host, port=port, data_dir=data_dir, workers=workers,
@@ -54,8 +53,8 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
                    f"{settings.data_dir / 'api_keys.sha256'}.", err=True)
     if not settings.auth:
         click.echo("imgress: authentication is OFF (explicitly); anyone can upload.", err=True)
-    upgrade(settings.resolved_database_url)
-    # The server process builds the app from the environment: pass the flags along.
+    # The server process migrates and builds the app from the environment: pass the
+    # flags along (migrating there keeps SQLAlchemy out of this idle parent process).
     os.environ.update({
         "IMGRESS_HOST": settings.host, "IMGRESS_PORT": str(settings.port),
         "IMGRESS_DATA_DIR": str(settings.data_dir.resolve()),

@@ -17,5 +17,8 @@ with engine.connect() as connection:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Several API servers may start at once: one migrates, the others wait.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727100)")
         context.run_migrations()
 engine.dispose()
