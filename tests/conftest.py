@@ -258,3 +258,29 @@ class FlakyProxy:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+BROKER = os.environ.get("IMGRESS_TEST_REDIS", "redis://127.0.0.1:6379/7")
+
+
+@pytest.fixture
+def broker() -> str:
+    """An emptied Redis database for Celery messages."""
+    import redis
+
+    try:
+        redis.Redis.from_url(BROKER, socket_connect_timeout=2).flushdb()
+    except redis.ConnectionError as exc:
+        if services_required():
+            raise
+        pytest.skip(f"Redis not reachable at {BROKER}: {exc}")
+    return BROKER
+
+
+def put_all(direct, slots: list[dict], datas: list[bytes]) -> None:  # type: ignore[no-untyped-def]
+    """Receive every slot's bytes in process, as the PUT handler would."""
+    for slot, data in zip(slots, datas, strict=True):
+        token = slot["url"].split("token=")[1]
+        upload_, spool = direct.begin_put(slot["upload_id"], token, "image/jpeg")
+        spool.write(data)
+        direct.finish_put(upload_, spool)

@@ -13,24 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-import redis
-
-from conftest import Server, make_jpeg, services_required, upload
-
-BROKER = os.environ.get("IMGRESS_TEST_REDIS", "redis://127.0.0.1:6379/7")
-
-
-@pytest.fixture
-def broker() -> str:
-    try:
-        client = redis.Redis.from_url(BROKER, socket_connect_timeout=2)
-        client.flushdb()
-    except redis.ConnectionError as exc:
-        if services_required():
-            raise
-        pytest.skip(f"Redis not reachable at {BROKER}: {exc}")
-    return BROKER
+from conftest import BROKER, Server, make_jpeg, upload
 
 
 def start_worker(data_dir: Path, log: Path, **env: str) -> subprocess.Popen:

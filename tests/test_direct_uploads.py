@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from conftest import Server, make_jpeg
+from conftest import Server, make_jpeg, put_all
 from imgress.app import build_service
 from imgress.config import load_settings
 from imgress.db.migrate import upgrade
@@ -160,11 +160,7 @@ def test_commit_of_1000_is_one_insert_and_cleanup_removes_stale(tmp_path: Path) 
         datas = [make_jpeg(8, 8, seed=s) for s in range(1000)]
         slots = direct.reserve("o", [DeclaredFile(f"{i}.jpg", len(d), "image/jpeg")
                                      for i, d in enumerate(datas)], "http://x")
-        for slot, data in zip(slots, datas, strict=True):
-            token = slot["url"].split("token=")[1]
-            upload, spool = direct.begin_put(slot["upload_id"], token, "image/jpeg")
-            spool.write(data)
-            direct.finish_put(upload, spool)
+        put_all(direct, slots, datas)
         statements: list[str] = []
         event.listen(svc.repo.engine, "before_cursor_execute",
                      lambda conn, cur, stmt, *a: statements.append(stmt))

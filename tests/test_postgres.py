@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import event
 
-from conftest import Server, make_jpeg, upload
+from conftest import Server, make_jpeg, put_all, upload
 from imgress.app import build_service
 from imgress.config import load_settings
 from imgress.db.engine import make_engine
@@ -77,11 +77,7 @@ def test_commit_is_one_insert_on_postgres(postgres_url: str, tmp_path: Path) -> 
         slots = direct.reserve("o", [DeclaredFile(f"{i}.jpg", len(d), "image/jpeg",
                                                   hashlib.sha256(d).hexdigest())
                                      for i, d in enumerate(datas)], "http://x")
-        for slot, data in zip(slots, datas, strict=True):
-            upload_, spool = direct.begin_put(slot["upload_id"], slot["url"].split("token=")[1],
-                                              "image/jpeg")
-            spool.write(data)
-            direct.finish_put(upload_, spool)
+        put_all(direct, slots, datas)
         statements: list[str] = []
         event.listen(svc.repo.engine, "before_cursor_execute",
                      lambda conn, cur, stmt, *a: statements.append(stmt))
