@@ -86,7 +86,8 @@ def bench_commit(uploads: int, runs: int) -> list[tuple[str, str]]:
 
 
 def make_photos(count: int, folder: Path) -> list[Path]:
-    """Distinct 2-5 MB JPEGs cut from the real wallpapers the process bench fetched."""
+    """Distinct 2-5 MB JPEGs cut from the real wallpapers the process bench fetched
+    (a little grain keeps smooth artwork from compressing far below 2 MB)."""
     sources = sorted(p for p in (CACHE / "photos").rglob("*")
                      if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not sources:
@@ -95,10 +96,13 @@ def make_photos(count: int, folder: Path) -> list[Path]:
     made = []
     for i in range(count):
         src = pyvips.Image.new_from_file(str(sources[i % len(sources)]))
-        w, h = min(src.width, 3000), min(src.height, 2000)
+        if src.width < 3000 or src.height < 2000:
+            src = src.resize(max(3000 / src.width, 2000 / src.height))
+        w, h = 3000, 2000
         x, y = (i * 37) % (src.width - w + 1), (i * 53) % (src.height - h + 1)
         out = folder / f"photo{i:04}.jpg"
-        src.crop(x, y, w, h).jpegsave(str(out), Q=95)
+        grain = pyvips.Image.gaussnoise(w, h, sigma=6, mean=0)
+        (src.crop(x, y, w, h)[:3] + grain).cast("uchar").jpegsave(str(out), Q=95)
         made.append(out)
     return made
 

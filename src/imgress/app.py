@@ -16,7 +16,6 @@ from imgress.api import direct as direct_api
 from imgress.api.deps import RequestContext, install_error_handlers
 from imgress.config import Settings, load_settings, parse_s3_url
 from imgress.db.engine import make_engine
-from imgress.db.migrate import upgrade
 from imgress.db.repository import Repository
 from imgress.db.upload_repository import UploadRepository
 from imgress.direct_uploads import DirectUploads
@@ -86,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        from imgress.db.migrate import upgrade  # Alembic is needed once, at start
+
         upgrade(settings.resolved_database_url)  # serialized by a lock on PostgreSQL
         dispatcher.start({"process_image": svc.process_image})
         recovered = svc.recover(exclusive=not settings.broker_url)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imgress.limits import SNIFF_BYTES, TAIL_BYTES
 
-_MAX_QUEUED = 16
+_MAX_QUEUED = 8
 _SYNC_EVERY = 64 * 1024 * 1024
 
 
