@@ -30,7 +30,7 @@ def _stage(svc: ImageService, data: bytes, name: str):
 def test_one_insert_for_a_whole_request(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
     upgrade(settings.resolved_database_url)
-    svc, _, _ = build_service(settings)
+    svc = build_service(settings).images
     recorder = _Recorder()
     svc.dispatcher = recorder  # record submissions instead of running them
     statements: list[str] = []

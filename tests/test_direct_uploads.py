@@ -154,7 +154,8 @@ def test_expired_token_and_batch_limit(tmp_path: Path) -> None:
 def test_commit_of_1000_is_one_insert_and_cleanup_removes_stale(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, upload_ttl_seconds=10)
     upgrade(settings.resolved_database_url)
-    svc, direct, dispatcher = build_service(settings)
+    parts = build_service(settings)
+    svc, direct, dispatcher = parts.images, parts.direct, parts.dispatcher
     dispatcher.start({"process_image": lambda _id: None})
     try:
         datas = [make_jpeg(8, 8, seed=s) for s in range(1000)]

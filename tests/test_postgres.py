@@ -70,7 +70,8 @@ def test_server_on_postgres(postgres_url: str, tmp_path: Path) -> None:
 def test_commit_is_one_insert_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, database_url=postgres_url)
     upgrade(settings.resolved_database_url)
-    svc, direct, dispatcher = build_service(settings)
+    parts = build_service(settings)
+    svc, direct, dispatcher = parts.images, parts.direct, parts.dispatcher
     dispatcher.start({"process_image": lambda _id: None})
     try:
         datas = [make_jpeg(8, 8, seed=s) + s.to_bytes(4, "big") for s in range(300)]

@@ -6,6 +6,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 from fastapi import FastAPI
@@ -24,6 +25,7 @@ from imgress.jobs.base import Dispatcher
 from imgress.jobs.inprocess import InProcessDispatcher
 from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
+from imgress.processing import ImageProcessor
 from imgress.ratelimit import RateLimiter
 from imgress.service import ImageService
 from imgress.storage.base import Storage
@@ -54,30 +56,42 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
     return InProcessDispatcher(settings.workers)
 
 
-def build_service(settings: Settings) -> tuple[ImageService, DirectUploads, Dispatcher]:
+@dataclass(frozen=True, slots=True)
+class Components:
+    """Everything the HTTP app, the worker and the tests are built from."""
+
+    images: ImageService
+    direct: DirectUploads
+    processor: ImageProcessor
+    dispatcher: Dispatcher
+
+
+def build_service(settings: Settings) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     dispatcher = make_dispatcher(settings)
-    svc = ImageService(
-        repo=Repository(engine),
-        storage=make_storage(settings),
-        dispatcher=dispatcher,
-        pipeline=Pipeline(settings.presets, settings.variant_format, settings.variant_quality),
-        limits=UploadLimits.from_settings(settings),
+    repo, storage = Repository(engine), make_storage(settings)
+    images = ImageService(repo=repo, storage=storage, dispatcher=dispatcher,
+                          limits=UploadLimits.from_settings(settings))
+    processor = ImageProcessor(
+        repo, storage, dispatcher,
+        Pipeline(settings.presets, settings.variant_format, settings.variant_quality),
         lease_seconds=settings.processing_lease_seconds,
     )
     direct = DirectUploads(
-        svc, UploadRepository(engine),
+        images, UploadRepository(engine),
         Signer(load_or_create_secret(settings.data_dir, settings.upload_secret)),
         ttl_seconds=settings.upload_ttl_seconds, max_batch=settings.max_batch_uploads,
     )
-    return svc, direct, dispatcher
+    return Components(images, direct, processor, dispatcher)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     logs.configure(settings.log_level, settings.log_format)
-    svc, direct, dispatcher = build_service(settings)
+    parts = build_service(settings)
+    svc, direct, processor, dispatcher = (parts.images, parts.direct, parts.processor,
+                                          parts.dispatcher)
     keys, created = load_or_create(settings.data_dir, settings.api_keys, settings.auth)
     if created:  # `imgress serve` normally does this (and prints) before the server starts
         print(f"imgress: created API key (shown once, stored hashed): {created}",
@@ -88,12 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from imgress.db.migrate import upgrade  # Alembic is needed once, at start
 
         upgrade(settings.resolved_database_url)  # serialized by a lock on PostgreSQL
-        dispatcher.start({"process_image": svc.process_image})
-        recovered = svc.recover(exclusive=not settings.broker_url)
+        dispatcher.start({"process_image": processor.process_image})
+        recovered = processor.recover(exclusive=not settings.broker_url)
         log.info("started", recovered=recovered, workers=settings.workers)
         housekeeping = [
             asyncio.create_task(_periodic(direct.cleanup, settings.upload_cleanup_seconds)),
-            asyncio.create_task(_periodic(svc.resubmit_stale,
+            asyncio.create_task(_periodic(processor.resubmit_stale,
                                           settings.processing_lease_seconds / 2)),
         ]
         yield

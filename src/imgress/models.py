@@ -5,7 +5,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlparse
 
 ImageStatus = Literal["pending", "processing", "ready", "failed"]
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -174,3 +176,18 @@ class Upload:
     image_id: str | None = None
     outcome: str | None = None  # created | duplicate | rejected:<code>
     created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a servable object is: a local path for zero-copy, or a URL to redirect to."""
+
+    key: str
+    url: str
+    content_type: str
+    etag: str
+
+    @property
+    def local_path(self) -> Path | None:
+        parsed = urlparse(self.url)
+        return Path(unquote(parsed.path)) if parsed.scheme == "file" else None

@@ -6,35 +6,29 @@ the HTTP layer; nothing here knows about HTTP.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import structlog
 
 from imgress import metrics
 from imgress.db.repository import Repository
 from imgress.errors import ImgressError, NotFound, RejectedPart
-from imgress.imaging.pipeline import Pipeline
 from imgress.imaging.probe import read_header, verify_decodes
 from imgress.jobs.base import Dispatcher
 from imgress.limits import UploadLimits, looks_complete, require_image_type
 from imgress.models import (
     Image,
     Job,
-    Variant,
+    Location,
     new_id,
     original_key,
     utcnow,
-    variant_key,
 )
 from imgress.spool import SpoolFile
 from imgress.storage.base import Storage
@@ -79,27 +73,11 @@ class PartResult:
         return cls(filename=filename, status="rejected", error=exc.to_dict())
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
-    """Where a servable object is: a local path for zero-copy, or a URL to redirect to."""
-
-    key: str
-    url: str
-    content_type: str
-    etag: str
-
-    @property
-    def local_path(self) -> Path | None:
-        parsed = urlparse(self.url)
-        return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
-
-
 class ImageService:
     def __init__(self, repo: Repository, storage: Storage, dispatcher: Dispatcher,
-                 pipeline: Pipeline, limits: UploadLimits, lease_seconds: float = 300):
+                 limits: UploadLimits):
         self.repo, self.storage, self.dispatcher = repo, storage, dispatcher
-        self.pipeline, self.limits = pipeline, limits
-        self.lease_seconds = lease_seconds
+        self.limits = limits
         self._locations: OrderedDict[tuple[str, str], tuple[str, str, str]] = OrderedDict()
         self._locations_lock = threading.Lock()
         self._io = ThreadPoolExecutor(16, thread_name_prefix="imgress-io")
@@ -236,90 +214,6 @@ class ImageService:
             while len(self._locations) > 10_000:
                 self._locations.popitem(last=False)
         return Location(key, self.storage.url(key), content_type, etag)
-
-    # -- processing ---------------------------------------------------------------
-
-    def process_image(self, image_id: str) -> None:
-        """Render every variant of one image. Idempotent; never raises for a bad image."""
-        image = self.repo.claim(image_id, self.lease_seconds)
-        if image is None:
-            return
-        log_ = log.bind(image_id=image_id, request_id=image.request_id)
-        try:
-            variants = self._cached_variants(image.sha256)
-            if variants is None:
-                variants = self._render(image.sha256)
-            else:
-                metrics.RESULT_CACHE_HITS.inc()
-            self.repo.finish(image_id, variants=variants)
-            metrics.PROCESSED.labels("ready", "").inc()
-            log_.info("image_ready")
-        except ImgressError as exc:
-            self.repo.finish(image_id, error=(exc.code, exc.message))
-            metrics.PROCESSED.labels("failed", exc.code).inc()
-            log_.info("image_failed", code=exc.code, detail=exc.extra.get("detail"))
-        except Exception:
-            log_.exception("image_crashed")
-            self.repo.finish(image_id, error=("internal_error", "processing crashed"))
-            metrics.PROCESSED.labels("failed", "internal_error").inc()
-
-    def _cached_variants(self, sha256: str) -> dict[str, Variant] | None:
-        ready = self.repo.ready_variants(sha256)
-        wanted = {}
-        for preset in self.pipeline.presets:
-            key = variant_key(sha256, preset.name, self.pipeline.fingerprint(preset),
-                              self.pipeline.fmt)
-            if preset.name not in ready or ready[preset.name].key != key:
-                return None
-            wanted[preset.name] = ready[preset.name]
-        return wanted
-
-    def _render(self, sha256: str) -> dict[str, Variant]:
-        with self._local_original(sha256) as source, tempfile.TemporaryDirectory(
-            dir=self.storage.spool_dir(), prefix="render-"
-        ) as out_dir:
-            ctx = self.pipeline.render(source, Path(out_dir))
-            for step, seconds in ctx.timings.items():
-                metrics.PROCESS_STEP_SECONDS.labels(step).observe(seconds)
-            variants = {}
-            for r in ctx.renditions:
-                preset = next(p for p in self.pipeline.presets if p.name == r.name)
-                key = variant_key(sha256, r.name, self.pipeline.fingerprint(preset), r.format)
-                self.storage.put(key, r.path)
-                variants[r.name] = Variant(r.name, key, r.width, r.height, r.format, r.size)
-        return variants
-
-    @contextmanager
-    def _local_original(self, sha256: str) -> Iterator[Path]:
-        key = original_key(sha256)
-        location = Location(key, self.storage.url(key), "", "")
-        if location.local_path is not None:
-            yield location.local_path
-            return
-        with tempfile.NamedTemporaryFile(dir=self.storage.spool_dir()) as tmp, \
-                self.storage.open(key) as src:
-            shutil.copyfileobj(src, tmp, 1024 * 1024)
-            tmp.flush()
-            yield Path(tmp.name)
-
-    def recover(self, exclusive: bool) -> int:
-        """Submit every unfinished image again (after a restart or a lost queue).
-        `exclusive`: this process is the only worker (the embedded default)."""
-        if exclusive:
-            self.repo.release_processing()
-        ids = self.repo.unfinished_ids()
-        if ids:
-            self.dispatcher.submit("process_image", *ids)
-        return len(ids)
-
-    def resubmit_stale(self) -> int:
-        """Periodic: hand out again work whose worker died or whose message the broker
-        lost; the database, not the queue, is the source of truth."""
-        ids = self.repo.stale_ids(self.lease_seconds)
-        if ids:
-            self.dispatcher.submit("process_image", *ids)
-            log.info("resubmitted_stale", count=len(ids))
-        return len(ids)
 
     # -- operations ---------------------------------------------------------------
 

@@ -96,9 +96,10 @@ def worker(data_dir: Path | None, concurrency: int | None) -> None:
         sys.exit(2)
     logs.configure(settings.log_level, settings.log_format)
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
-    svc, _, dispatcher = build_service(settings)
+    parts = build_service(settings)
+    dispatcher = parts.dispatcher
     assert isinstance(dispatcher, CeleryDispatcher)
-    register_tasks(dispatcher.app, {"process_image": svc.process_image})
+    register_tasks(dispatcher.app, {"process_image": parts.processor.process_image})
     # Threads, as in the embedded default: libvips releases the GIL while it works.
     dispatcher.app.worker_main(argv=[
         "worker", "--pool=threads", f"--concurrency={settings.workers}",
