@@ -263,18 +263,51 @@ class FlakyProxy:
 BROKER = os.environ.get("IMGRESS_TEST_REDIS", "redis://127.0.0.1:6379/7")
 
 
-@pytest.fixture
-def broker() -> str:
-    """An emptied Redis database for Celery messages."""
+def empty_redis(url: str) -> str:
+    """Flush a Redis database for one test; skip when Redis is away (fail on CI)."""
     import redis
 
     try:
-        redis.Redis.from_url(BROKER, socket_connect_timeout=2).flushdb()
+        redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
     except redis.ConnectionError as exc:
         if services_required():
             raise
-        pytest.skip(f"Redis not reachable at {BROKER}: {exc}")
-    return BROKER
+        pytest.skip(f"Redis not reachable at {url}: {exc}")
+    return url
+
+
+@pytest.fixture
+def broker() -> str:
+    """An emptied Redis database for Celery messages."""
+    return empty_redis(BROKER)
+
+
+def record_statements(engine) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every SQL statement the database is sent from now on."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute",
+                 lambda conn, cur, stmt, *a: statements.append(stmt))
+    return statements
+
+
+def image_inserts(statements: list[str]) -> list[str]:
+    return [s for s in statements if s.lstrip().upper().startswith("INSERT INTO IMAGES")]
+
+
+def upload_concurrently(servers: list[Server], data: bytes, count: int) -> list[dict]:
+    """The same file sent `count` times at once, spread over `servers`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(n: int) -> dict:
+        with servers[n % len(servers)].client() as c:
+            r = upload(c, ("same.jpg", data))
+            assert r.status_code == 200
+            return r.json()["items"][0]
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(send, range(count)))
 
 
 def put_all(direct, slots: list[dict], datas: list[bytes]) -> None:  # type: ignore[no-untyped-def]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import event
-
-from conftest import make_jpeg
+from conftest import image_inserts, make_jpeg, record_statements
 from imgress.app import build_service
 from imgress.config import load_settings
 from imgress.db.migrate import upgrade
@@ -33,16 +31,14 @@ def test_one_insert_for_a_whole_request(tmp_path: Path) -> None:
     svc = build_service(settings).images
     recorder = _Recorder()
     svc.dispatcher = recorder  # record submissions instead of running them
-    statements: list[str] = []
-    event.listen(svc.repo.engine, "before_cursor_execute",
-                 lambda conn, cur, stmt, *a: statements.append(stmt))
+    statements = record_statements(svc.repo.engine)
     job = svc.open_job("owner1", "req1")
     datas = [make_jpeg(32, 32, seed=s) for s in range(50)]
     parts = [_stage(svc, d, f"f{i}.jpg") for i, d in enumerate(datas)]
     parts.append(_stage(svc, datas[0], "again.jpg"))
     statements.clear()
     results = svc.store_parts("owner1", job, parts, list(range(len(parts))), "req1")
-    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO IMAGES")]
+    inserts = image_inserts(statements)
     assert len(inserts) == 1
     assert [r.status for r in results].count("created") == 50
     assert results[-1].status == "duplicate" and results[-1].image.id == results[0].image.id

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import event
 
-from conftest import Server, make_jpeg, put_all
+from conftest import Server, image_inserts, make_jpeg, put_all, record_statements
 from imgress.app import build_service
 from imgress.config import load_settings
 from imgress.db.migrate import upgrade
@@ -162,12 +161,10 @@ def test_commit_of_1000_is_one_insert_and_cleanup_removes_stale(tmp_path: Path) 
         slots = direct.reserve("o", [DeclaredFile(f"{i}.jpg", len(d), "image/jpeg")
                                      for i, d in enumerate(datas)], "http://x")
         put_all(direct, slots, datas)
-        statements: list[str] = []
-        event.listen(svc.repo.engine, "before_cursor_execute",
-                     lambda conn, cur, stmt, *a: statements.append(stmt))
+        statements = record_statements(svc.repo.engine)
         _, items = direct.commit("o", [s["upload_id"] for s in slots], "req")
         assert [i["status"] for i in items].count("created") == len({*map(bytes, datas)})
-        inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO IMAGES")]
+        inserts = image_inserts(statements)
         assert len(inserts) == 1
         assert len(statements) < 15, statements
         # a reserved, never-used slot is removed once expired (+ grace)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -11,7 +10,7 @@ import pytest
 import redis
 from botocore.exceptions import ClientError
 
-from conftest import FlakyProxy, Server, make_jpeg, upload
+from conftest import FlakyProxy, Server, make_jpeg, upload, upload_concurrently
 from imgress.storage.s3 import S3Storage
 from test_celery import start_worker, stop
 
@@ -23,16 +22,7 @@ def test_two_api_servers_take_the_same_file_at_once(postgres_url: str, tmp_path:
     one = Server(tmp_path / "one", **shared).start()
     two = Server(tmp_path / "two", **shared).start()
     try:
-        data = make_jpeg(500, 400, seed=7000)
-
-        def send(n: int) -> dict:
-            with (one if n % 2 else two).client() as c:
-                r = upload(c, ("same.jpg", data))
-                assert r.status_code == 200
-                return r.json()["items"][0]
-
-        with ThreadPoolExecutor(8) as pool:
-            items = list(pool.map(send, range(8)))
+        items = upload_concurrently([one, two], make_jpeg(500, 400, seed=7000), 8)
         assert sorted(i["status"] for i in items) == ["created"] + ["duplicate"] * 7
         assert len({i["image"]["id"] for i in items}) == 1
         copies = list((tmp_path / "shared-store" / "originals").rglob(items[0]["image"]["sha256"]))

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event
 
-from conftest import Server, make_jpeg, put_all, upload
+from conftest import (
+    Server,
+    image_inserts,
+    make_jpeg,
+    put_all,
+    record_statements,
+    upload,
+    upload_concurrently,
+)
 from imgress.app import build_service
 from imgress.config import load_settings
 from imgress.db.engine import make_engine
@@ -53,14 +59,7 @@ def test_server_on_postgres(postgres_url: str, tmp_path: Path) -> None:
         records = srv.wait_finished([i["image"]["id"] for i in items[:2]])
         assert [r["status"] for r in records] == ["ready", "ready"]
 
-        data = make_jpeg(200, 100, seed=4100)
-
-        def send(_: int) -> dict:
-            with srv.client() as c:
-                return upload(c, ("same.jpg", data)).json()["items"][0]
-
-        with ThreadPoolExecutor(6) as pool:
-            same = list(pool.map(send, range(6)))
+        same = upload_concurrently([srv], make_jpeg(200, 100, seed=4100), 6)
         assert sorted(i["status"] for i in same) == ["created"] + ["duplicate"] * 5
         assert len({i["image"]["id"] for i in same}) == 1
     finally:
@@ -79,12 +78,10 @@ def test_commit_is_one_insert_on_postgres(postgres_url: str, tmp_path: Path) -> 
                                                   hashlib.sha256(d).hexdigest())
                                      for i, d in enumerate(datas)], "http://x")
         put_all(direct, slots, datas)
-        statements: list[str] = []
-        event.listen(svc.repo.engine, "before_cursor_execute",
-                     lambda conn, cur, stmt, *a: statements.append(stmt))
+        statements = record_statements(svc.repo.engine)
         _, items = direct.commit("o", [s["upload_id"] for s in slots], "req")
         assert [i["status"] for i in items] == ["created"] * 300
-        inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO IMAGES")]
+        inserts = image_inserts(statements)
         assert len(inserts) == 1
         _, again = direct.commit("o", [slots[0]["upload_id"]], "req")
         assert again[0]["image"]["id"] == items[0]["image"]["id"]

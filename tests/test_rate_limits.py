@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import redis
-
-from conftest import Server, services_required
+from conftest import Server, empty_redis
 
 KEYS = "key-aaaa-0123456789,key-bbbb-0123456789"
 
@@ -32,13 +29,7 @@ def test_limit_per_key_with_retry_after(tmp_path: Path) -> None:
 
 
 def test_limit_holds_across_two_servers_through_redis(tmp_path: Path) -> None:
-    url = os.environ.get("IMGRESS_TEST_REDIS_LIMITS", "redis://127.0.0.1:6379/8")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
-    except redis.ConnectionError as exc:
-        if services_required():
-            raise
-        pytest.skip(f"Redis not reachable at {url}: {exc}")
+    url = empty_redis(os.environ.get("IMGRESS_TEST_REDIS_LIMITS", "redis://127.0.0.1:6379/8"))
     env = {"IMGRESS_API_KEYS": KEYS, "IMGRESS_RATE_LIMIT": "4/minute",
            "IMGRESS_RATE_LIMIT_STORAGE": url}
     one = Server(tmp_path / "one", **env).start()

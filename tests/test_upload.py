@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
-from conftest import KEY, Server, make_jpeg, upload
+from conftest import KEY, Server, make_jpeg, upload, upload_concurrently
 
 
 def test_bulk_upload_creates_each_distinct_file_once(server: Server) -> None:
@@ -98,16 +97,7 @@ def test_auth_required_and_keys_scope_records(server: Server) -> None:
 
 
 def test_concurrent_identical_uploads_store_one_copy(server: Server) -> None:
-    data = make_jpeg(300, 200, seed=500)
-
-    def send(_: int) -> dict:
-        with server.client() as c:
-            r = upload(c, ("same.jpg", data))
-            assert r.status_code == 200
-            return r.json()["items"][0]
-
-    with ThreadPoolExecutor(8) as pool:
-        items = list(pool.map(send, range(8)))
+    items = upload_concurrently([server], make_jpeg(300, 200, seed=500), 8)
     assert sorted(i["status"] for i in items) == ["created"] + ["duplicate"] * 7
     assert len({i["image"]["id"] for i in items}) == 1
     sha = items[0]["image"]["sha256"]

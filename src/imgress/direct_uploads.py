@@ -16,7 +16,14 @@ from typing import Any
 import structlog
 
 from imgress.db.upload_repository import UploadRepository
-from imgress.errors import BadRequest, ImgressError, NotFound, PayloadTooLarge, RejectedPart
+from imgress.errors import (
+    BadRequest,
+    ImgressError,
+    NotFound,
+    PayloadTooLarge,
+    RejectedPart,
+    TokenUsed,
+)
 from imgress.limits import sanitize_filename
 from imgress.models import Upload, new_id, rfc3339, utcnow
 from imgress.service import ImageService, PartResult, StagedPart
@@ -24,10 +31,6 @@ from imgress.spool import SpoolFile
 from imgress.tokens import Claims, Signer
 
 log = structlog.get_logger("imgress.uploads")
-
-
-class TokenUsed(ImgressError):
-    status, code = 409, "token_used"
 
 
 @dataclass(frozen=True, slots=True)

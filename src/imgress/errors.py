@@ -58,3 +58,17 @@ class ProcessingError(ImgressError):
     """An image that cannot be rendered; it ends `failed` with this code."""
 
     status, code = 422, "processing_failed"
+
+
+class TokenRejected(ImgressError):
+    """A forged, altered or expired upload token."""
+
+    status, code = 403, "invalid_token"
+
+
+class TokenUsed(ImgressError):
+    status, code = 409, "token_used"
+
+
+class RateLimited(ImgressError):
+    status, code = 429, "rate_limited"

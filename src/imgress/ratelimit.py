@@ -8,11 +8,7 @@ import time
 
 from limits import parse_many, storage, strategies
 
-from imgress.errors import ImgressError
-
-
-class RateLimited(ImgressError):
-    status, code = 429, "rate_limited"
+from imgress.errors import RateLimited
 
 
 class RateLimiter:

@@ -11,11 +11,7 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from imgress.errors import ImgressError
-
-
-class TokenRejected(ImgressError):
-    status, code = 403, "invalid_token"
+from imgress.errors import TokenRejected
 
 
 @dataclass(frozen=True, slots=True)

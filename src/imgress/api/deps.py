@@ -14,9 +14,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgress import metrics
-from imgress.errors import ImgressError, Unauthorized
+from imgress.errors import ImgressError, RateLimited, Unauthorized
 from imgress.keys import KeyRing
-from imgress.ratelimit import RateLimited, RateLimiter
+from imgress.ratelimit import RateLimiter
 from imgress.service import ImageService
 
 log = structlog.get_logger("imgress.http")
