@@ -14,6 +14,7 @@ from imgress.app import build_service
 from imgress.config import load_settings
 from imgress.db.migrate import upgrade
 from imgress.direct_uploads import DeclaredFile
+from imgress.jobs.base import TASK_NAMES
 
 
 def _declare(data: bytes, name: str = "f.jpg", with_sha: bool = True, **over) -> dict:
@@ -155,7 +156,7 @@ def test_commit_of_1000_is_one_insert_and_cleanup_removes_stale(tmp_path: Path) 
     upgrade(settings.resolved_database_url)
     parts = build_service(settings)
     svc, direct, dispatcher = parts.images, parts.direct, parts.dispatcher
-    dispatcher.start({"process_image": lambda _id: None})
+    dispatcher.start({name: lambda _id: None for name in TASK_NAMES})
     try:
         datas = [make_jpeg(8, 8, seed=s) for s in range(1000)]
         slots = direct.reserve("o", [DeclaredFile(f"{i}.jpg", len(d), "image/jpeg")

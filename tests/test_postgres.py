@@ -25,6 +25,7 @@ from imgress.db.engine import make_engine
 from imgress.db.migrate import upgrade
 from imgress.db.schema import metadata
 from imgress.direct_uploads import DeclaredFile
+from imgress.jobs.base import TASK_NAMES
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -71,7 +72,7 @@ def test_commit_is_one_insert_on_postgres(postgres_url: str, tmp_path: Path) -> 
     upgrade(settings.resolved_database_url)
     parts = build_service(settings)
     svc, direct, dispatcher = parts.images, parts.direct, parts.dispatcher
-    dispatcher.start({"process_image": lambda _id: None})
+    dispatcher.start({name: lambda _id: None for name in TASK_NAMES})
     try:
         datas = [make_jpeg(8, 8, seed=s) + s.to_bytes(4, "big") for s in range(300)]
         slots = direct.reserve("o", [DeclaredFile(f"{i}.jpg", len(d), "image/jpeg",

@@ -12,16 +12,19 @@ import structlog
 from fastapi import FastAPI
 
 from imgress import logs
-from imgress.api import delivery, images, ops, uploads, web
+from imgress.api import delivery, downloads, images, ops, uploads, web
 from imgress.api import direct as direct_api
 from imgress.api.deps import RequestContext, install_error_handlers
 from imgress.config import Settings, load_settings, parse_s3_url
+from imgress.db.download_repository import DownloadRepository
 from imgress.db.engine import make_engine
 from imgress.db.repository import Repository
 from imgress.db.upload_repository import UploadRepository
 from imgress.direct_uploads import DirectUploads
+from imgress.download_jobs import DownloadService
+from imgress.downloads.fetcher import FetchPolicy
 from imgress.imaging.pipeline import Pipeline
-from imgress.jobs.base import Dispatcher
+from imgress.jobs.base import Dispatcher, TaskHandler
 from imgress.jobs.inprocess import InProcessDispatcher
 from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
@@ -30,7 +33,7 @@ from imgress.ratelimit import RateLimiter
 from imgress.service import ImageService
 from imgress.storage.base import Storage
 from imgress.storage.local import LocalStorage
-from imgress.tokens import Signer
+from imgress.tokens import LinkSigner, Signer
 
 log = structlog.get_logger("imgress.app")
 
@@ -53,7 +56,8 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
 
         return CeleryDispatcher(make_celery(settings.broker_url,
                                             settings.broker_visibility_timeout))
-    return InProcessDispatcher(settings.workers)
+    return InProcessDispatcher(settings.workers,
+                               lanes={"run_download": settings.download_workers})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,14 @@ class Components:
     images: ImageService
     direct: DirectUploads
     processor: ImageProcessor
+    downloads: DownloadService
     dispatcher: Dispatcher
+
+    @property
+    def handlers(self) -> dict[str, TaskHandler]:
+        """Every task name and the use case that runs it (in-process or on a worker)."""
+        return {"process_image": self.processor.process_image,
+                "run_download": self.downloads.run}
 
 
 def build_service(settings: Settings) -> Components:
@@ -83,7 +94,24 @@ def build_service(settings: Settings) -> Components:
         Signer(load_or_create_secret(settings.data_dir, settings.upload_secret)),
         ttl_seconds=settings.upload_ttl_seconds, max_batch=settings.max_batch_uploads,
     )
-    return Components(images, direct, processor, dispatcher)
+    downloads = DownloadService(
+        DownloadRepository(engine), repo, storage, dispatcher,
+        LinkSigner(load_or_create_secret(settings.data_dir, settings.upload_secret),
+                   "download-archive"),
+        FetchPolicy(
+            concurrency=settings.download_concurrency, per_host=settings.download_per_host,
+            connect_timeout=settings.download_connect_timeout,
+            read_timeout=settings.download_read_timeout,
+            item_timeout=settings.download_item_timeout,
+            max_item_bytes=settings.download_max_item_bytes,
+            retries=settings.download_retries,
+            allow_private=settings.download_allow_private,
+            exempt=frozenset(settings.download_allow_addresses)),
+        max_items=settings.download_max_items, max_job_bytes=settings.download_max_job_bytes,
+        ttl_seconds=settings.download_ttl_seconds,
+        variants=[p.name for p in settings.presets],
+    )
+    return Components(images, direct, processor, downloads, dispatcher)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -92,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     parts = build_service(settings)
     svc, direct, processor, dispatcher = (parts.images, parts.direct, parts.processor,
                                           parts.dispatcher)
+    downloads_svc = parts.downloads
     keys, created = load_or_create(settings.data_dir, settings.api_keys, settings.auth)
     if created:  # `imgress serve` normally does this (and prints) before the server starts
         print(f"imgress: created API key (shown once, stored hashed): {created}",
@@ -102,13 +131,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from imgress.db.migrate import upgrade  # Alembic is needed once, at start
 
         upgrade(settings.resolved_database_url)  # serialized by a lock on PostgreSQL
-        dispatcher.start({"process_image": processor.process_image})
+        dispatcher.start(parts.handlers)
         recovered = processor.recover(exclusive=not settings.broker_url)
+        recovered += downloads_svc.recover(exclusive=not settings.broker_url)
         log.info("started", recovered=recovered, workers=settings.workers)
         housekeeping = [
             asyncio.create_task(_periodic(direct.cleanup, settings.upload_cleanup_seconds)),
             asyncio.create_task(_periodic(processor.resubmit_stale,
                                           settings.processing_lease_seconds / 2)),
+            asyncio.create_task(_periodic(downloads_svc.resubmit_stale, 30)),
+            asyncio.create_task(_periodic(downloads_svc.cleanup, 300)),
         ]
         yield
         for task in housekeeping:
@@ -119,10 +151,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Image ingestion: bulk upload, dedup, variants, delivery.")
     app.state.service, app.state.keys, app.state.dispatcher = svc, keys, dispatcher
     app.state.direct, app.state.public_url = direct, settings.public_url
+    app.state.downloads = downloads_svc
     app.state.rate_limiter = RateLimiter(settings.rate_limit,
                                          settings.resolved_rate_limit_storage)
     install_error_handlers(app)
-    for module in (uploads, direct_api, images, delivery, ops, web):
+    for module in (uploads, direct_api, images, downloads, delivery, ops, web):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

@@ -77,8 +77,20 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     download_allow_private: bool = False
+    download_allow_addresses: Annotated[tuple[str, ...], NoDecode] = ()
+    download_max_items: int = Field(10_000, ge=1, le=100_000)
+    download_concurrency: int = Field(16, ge=1, le=256)
+    download_per_host: int = Field(8, ge=1, le=256)
+    download_connect_timeout: float = Field(10.0, gt=0)
+    download_read_timeout: float = Field(30.0, gt=0)
+    download_item_timeout: float = Field(600.0, gt=0)
+    download_retries: int = Field(4, ge=0, le=20)
+    download_max_item_bytes: int = Field(1024**3, ge=1)
+    download_max_job_bytes: int = Field(50 * 1024**3, ge=1)
+    download_ttl_seconds: int = Field(86_400, ge=60)
+    download_workers: int = Field(2, ge=1, le=64)
 
-    @field_validator("api_keys", "variants", mode="before")
+    @field_validator("api_keys", "variants", "download_allow_addresses", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

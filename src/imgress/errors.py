@@ -36,6 +36,10 @@ class NotFound(ImgressError):
     status, code = 404, "not_found"
 
 
+class Conflict(ImgressError):
+    status, code = 409, "conflict"
+
+
 class PayloadTooLarge(ImgressError):
     status, code = 413, "payload_too_large"
 

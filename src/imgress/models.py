@@ -191,3 +191,71 @@ class Location:
     def local_path(self) -> Path | None:
         parsed = urlparse(self.url)
         return Path(unquote(parsed.path)) if parsed.scheme == "file" else None
+
+
+DownloadItemStatus = Literal["queued", "running", "done", "failed"]
+
+
+@dataclass(slots=True)
+class DownloadItem:
+    """One URL or stored image of a batch download. `name` is the archive name."""
+
+    index: int
+    kind: Literal["url", "image"]
+    source: str
+    name: str
+    status: DownloadItemStatus = "queued"
+    bytes: int = 0
+    content_type: str | None = None
+    storage_key: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    finished_at: datetime | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        error = None
+        if self.error_code:
+            error = {"code": self.error_code, "message": self.error_message or ""}
+        return {"index": self.index, "name": self.name, "source": self.source,
+                "kind": self.kind, "status": self.status, "bytes": self.bytes,
+                "content_type": self.content_type, "error": error}
+
+
+@dataclass(slots=True)
+class Download:
+    id: str
+    owner: str
+    name: str
+    variant: str
+    total: int
+    created_at: datetime
+    expires_at: datetime
+    request_id: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    items: list[DownloadItem] | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.counts.get("done", 0) + self.counts.get("failed", 0)
+
+    @property
+    def status(self) -> JobStatus:
+        done, failed = self.counts.get("done", 0), self.counts.get("failed", 0)
+        if done + failed >= self.total:
+            return "failed" if failed == self.total else "done"
+        if done or failed or self.counts.get("running", 0):
+            return "running"
+        return "queued"
+
+    def to_api(self, archive_url: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id, "kind": "download", "name": self.name, "status": self.status,
+            "variant": self.variant, "total": self.total,
+            "done": self.counts.get("done", 0), "failed": self.counts.get("failed", 0),
+            "bytes": self.bytes, "created_at": rfc3339(self.created_at),
+            "expires_at": rfc3339(self.expires_at), "archive_url": archive_url,
+        }
+        if self.items is not None:
+            body["items"] = [item.to_api() for item in self.items]
+        return body

@@ -51,3 +51,27 @@ class Signer:
             raise TokenRejected("the upload token is forged, altered or for another upload")
         if claims.expires < (now if now is not None else time.time()):
             raise TokenRejected("the upload token has expired", code="token_expired")
+
+
+class LinkSigner:
+    """Signed, expiring links (an archive URL a browser can follow without a header)."""
+
+    def __init__(self, secret: bytes, purpose: str):
+        self._secret, self._purpose = secret, purpose
+
+    def _mac(self, subject: str, expires: int) -> str:
+        message = f"link|{self._purpose}|{subject}|{expires}".encode()
+        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def sign(self, subject: str, expires: int) -> str:
+        return f"{expires}.{self._mac(subject, expires)}"
+
+    def verify(self, token: str, subject: str, now: float | None = None) -> None:
+        expires_text, _, mac = token.partition(".")
+        if not expires_text.isdigit() or not mac:
+            raise TokenRejected("the link token is malformed")
+        if not hmac.compare_digest(mac, self._mac(subject, int(expires_text))):
+            raise TokenRejected("the link token is forged or for something else")
+        if int(expires_text) < (now if now is not None else time.time()):
+            raise TokenRejected("the link has expired", code="token_expired")

@@ -99,7 +99,7 @@ def worker(data_dir: Path | None, concurrency: int | None) -> None:
     parts = build_service(settings)
     dispatcher = parts.dispatcher
     assert isinstance(dispatcher, CeleryDispatcher)
-    register_tasks(dispatcher.app, {"process_image": parts.processor.process_image})
+    register_tasks(dispatcher.app, parts.handlers)
     # Threads, as in the embedded default: libvips releases the GIL while it works.
     dispatcher.app.worker_main(argv=[
         "worker", "--pool=threads", f"--concurrency={settings.workers}",

@@ -88,3 +88,39 @@ uploads = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_uploads_expires", "status", "expires_at"),
 )
+
+downloads = Table(
+    "downloads",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("variant", String(32), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("request_id", String(64), nullable=True),
+    # A worker holds the job while it runs; an expired lease lets another take it over.
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_downloads_expires", "expires_at"),
+)
+
+download_items = Table(
+    "download_items",
+    metadata,
+    Column("download_id", String(32), ForeignKey("downloads.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("kind", String(8), nullable=False),  # url | image
+    Column("source", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    # queued -> running -> done | failed
+    Column("status", String(16), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("content_type", String(32), nullable=True),
+    Column("storage_key", Text, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Index("ix_download_items_finished", "download_id", "finished_at"),
+)

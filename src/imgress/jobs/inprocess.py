@@ -1,7 +1,9 @@
 """In-process dispatcher: worker threads in the server process (the embedded default).
 
 libvips releases the GIL while it works, so threads use every core for imaging. A plain
-queue keeps `submit` cheap (a commit of 1,000 images hands over 1,000 ids).
+queue keeps `submit` cheap (a commit of 1,000 images hands over 1,000 ids). Some tasks
+get a lane of their own (threads and queue), as Celery gives them a queue of their own:
+a long batch download must not hold up image processing, nor the other way round.
 """
 
 from __future__ import annotations
@@ -16,38 +18,56 @@ from imgress.jobs.base import TaskHandler, check_handlers
 
 log = structlog.get_logger("imgress.jobs")
 _STOP = ("", "")
+_SHARED = "*"
+
+
+class _Lane:
+    def __init__(self, name: str, workers: int):
+        self.name, self.workers = name, workers
+        self.queue: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.threads: list[threading.Thread] = []
 
 
 class InProcessDispatcher:
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, lanes: Mapping[str, int] | None = None):
+        """`lanes` maps a task name to the threads it gets for itself."""
         self.workers = workers
-        self._queue: queue.Queue[tuple[str, str]] = queue.Queue()
-        self._threads: list[threading.Thread] = []
+        self._lanes = {_SHARED: _Lane(_SHARED, workers)}
+        for task, count in (lanes or {}).items():
+            self._lanes[task] = _Lane(task, count)
         self._handlers: Mapping[str, TaskHandler] = {}
         self._busy = 0
         self._lock = threading.Lock()
+        self._started = False
+
+    def _lane(self, task: str) -> _Lane:
+        return self._lanes.get(task, self._lanes[_SHARED])
 
     def start(self, handlers: Mapping[str, TaskHandler]) -> None:
         check_handlers(handlers)
         self._handlers = dict(handlers)
-        self._threads = [
-            threading.Thread(target=self._work, name=f"imgress-worker-{n}", daemon=True)
-            for n in range(self.workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        for lane in self._lanes.values():
+            lane.threads = [
+                threading.Thread(target=self._work, args=(lane,), daemon=True,
+                                 name=f"imgress-{lane.name.strip('*') or 'worker'}-{n}")
+                for n in range(lane.workers)
+            ]
+            for thread in lane.threads:
+                thread.start()
+        self._started = True
 
     def submit(self, task: str, *ids: str) -> None:
-        if not self._threads:
+        if not self._started:
             raise RuntimeError("dispatcher not started")
         if task not in self._handlers:
             raise KeyError(f"no handler for task {task!r}")
+        lane = self._lane(task)
         for item_id in ids:
-            self._queue.put((task, item_id))
+            lane.queue.put((task, item_id))
 
-    def _work(self) -> None:
+    def _work(self, lane: _Lane) -> None:
         while True:
-            task, item_id = self._queue.get()
+            task, item_id = lane.queue.get()
             if (task, item_id) == _STOP:
                 return
             with self._lock:
@@ -61,22 +81,26 @@ class InProcessDispatcher:
                     self._busy -= 1
 
     def ping(self) -> None:
-        if not self._threads or not all(t.is_alive() for t in self._threads):
+        threads = [t for lane in self._lanes.values() for t in lane.threads]
+        if not self._started or not all(t.is_alive() for t in threads):
             raise RuntimeError("worker threads are not running")
 
     def pending(self) -> int:
-        return self._queue.qsize() + self._busy
+        return sum(lane.queue.qsize() for lane in self._lanes.values()) + self._busy
 
     def stop(self) -> None:
-        """Let running tasks finish; queued ones stay `pending` in the database and are
+        """Let running tasks finish; queued ones stay unfinished in the database and are
         recovered at the next start."""
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-        for _ in self._threads:
-            self._queue.put(_STOP)
-        for thread in self._threads:
-            thread.join(timeout=60)
-        self._threads = []
+        for lane in self._lanes.values():
+            while True:
+                try:
+                    lane.queue.get_nowait()
+                except queue.Empty:
+                    break
+            for _ in lane.threads:
+                lane.queue.put(_STOP)
+        for lane in self._lanes.values():
+            for thread in lane.threads:
+                thread.join(timeout=60)
+            lane.threads = []
+        self._started = False

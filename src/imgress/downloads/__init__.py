@@ -1,0 +1,1 @@
+"""Batch-download backends: address guard, fetcher, archive names and the zip stream."""
