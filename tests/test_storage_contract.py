@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
 import pytest
@@ -71,6 +71,32 @@ def test_url_names_the_object(storage: Storage) -> None:
         assert Path(unquote(urlparse(url).path)).read_bytes() == b"u"
     else:
         assert httpx.get(url).content == b"u"
+
+
+def test_put_from_a_key_moves_it(storage: Storage) -> None:
+    storage.put("staging/u1", _spooled(storage, b"staged"))
+    assert storage.put("originals/s", "staging/u1") is True
+    with storage.open("originals/s") as f:
+        assert f.read() == b"staged"
+    storage.put("staging/u2", _spooled(storage, b"staged"))
+    assert storage.put("originals/s", "staging/u2") is False  # already there: consumed
+    for gone in ("staging/u1", "staging/u2"):
+        with pytest.raises(FileNotFoundError):
+            storage.stat(gone)
+
+
+def test_presign_put_binds_size_and_type(storage: Storage) -> None:
+    presigned = storage.presign_put("staging/p1", 5, "image/jpeg", 60)
+    if presigned is None:
+        assert isinstance(storage, LocalStorage)  # the server receives the PUT itself
+        return
+    url, headers = presigned
+    query = parse_qs(urlparse(url).query)
+    assert query["X-Amz-SignedHeaders"] == ["content-length;content-type;host"]
+    assert query["X-Amz-Expires"] == ["60"]
+    assert headers == {"Content-Type": "image/jpeg", "Content-Length": "5"}
+    assert httpx.put(url, content=b"hello", headers=headers).status_code == 200
+    assert storage.stat("staging/p1").size == 5
 
 
 @pytest.mark.parametrize("key", ["../escape", "/etc/passwd", ".spool/x", ""])

@@ -90,7 +90,13 @@ class AsyncClient:
             try:
                 if content_factory is not None:
                     kw["content"] = content_factory()
-                response = await self._http.request(method, url, **kw)
+                request = self._http.build_request(method, url, **kw)
+                if (request.url.scheme, request.url.netloc) != (
+                        self._http.base_url.scheme, self._http.base_url.netloc):
+                    # A presigned object-store URL: the API key stays with imgress (and
+                    # S3 refuses a request that carries two kinds of authentication).
+                    request.headers.pop("Authorization", None)
+                response = await self._http.send(request)
             except httpx.TransportError as exc:
                 if attempt == self.retries:
                     raise UploadError(None, None, f"network error: {exc!r}") from exc

@@ -3,11 +3,18 @@
 Reserve makes no network call (a signed URL per slot). A commit verifies every upload,
 publishes the accepted ones and writes all their records with ImageService.store_parts
 (ONE INSERT), so 2,000 photos cost a handful of statements.
+
+On an object store the client PUTs to a presigned URL under `staging/<upload_id>`, so
+the server sees the bytes only at commit: it streams each staged object down once
+(type sniffed from the first chunk before the rest is read, sha256 while it streams,
+the header checked by the same `inspect_file` as every other path) and publishes it with
+a server-side copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -24,13 +31,22 @@ from imgress.errors import (
     RejectedPart,
     TokenUsed,
 )
-from imgress.limits import sanitize_filename
+from imgress.limits import SNIFF_BYTES, require_image_type, sanitize_filename
 from imgress.models import Upload, new_id, rfc3339, utcnow
 from imgress.service import ImageService, PartResult, StagedPart
 from imgress.spool import SpoolFile
 from imgress.tokens import Claims, Signer
 
 log = structlog.get_logger("imgress.uploads")
+_CHUNK = 1024 * 1024
+
+
+def staging_key(upload_id: str) -> str:
+    return f"staging/{upload_id}"
+
+
+class NotUploadedYet(RejectedPart):
+    """The staged object is not there (yet): the slot stays open for its PUT."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +62,11 @@ class DirectUploads:
                  ttl_seconds: int, max_batch: int):
         self.images, self.repo, self.signer = images, repo, signer
         self.ttl, self.max_batch = ttl_seconds, max_batch
+        # Presigning is local signing, so asking the backend once is free.
+        self.presigned = images.storage.presign_put("staging/probe", 1, "image/jpeg", 60) \
+            is not None
+        self._fetch = ThreadPoolExecutor(16, thread_name_prefix="imgress-fetch") \
+            if self.presigned else None
 
     def _staged_path(self, upload_id: str) -> Path:
         return self.images.storage.spool_dir() / f"up-{upload_id}"
@@ -75,13 +96,15 @@ class DirectUploads:
         self.repo.reserve(slots)
         out = []
         for slot in slots:
-            token = self.signer.sign(self._claims(slot, int(expires.timestamp())))
-            out.append({
-                "upload_id": slot.id, "method": "PUT",
-                "url": f"{base_url.rstrip('/')}/v1/uploads/{slot.id}?token={token}",
-                "headers": {"Content-Type": slot.content_type},
-                "expires_at": rfc3339(expires),
-            })
+            presigned = self.images.storage.presign_put(
+                staging_key(slot.id), slot.size, slot.content_type, self.ttl)
+            if presigned is None:
+                token = self.signer.sign(self._claims(slot, int(expires.timestamp())))
+                presigned = (f"{base_url.rstrip('/')}/v1/uploads/{slot.id}?token={token}",
+                             {"Content-Type": slot.content_type})
+            url, headers = presigned
+            out.append({"upload_id": slot.id, "method": "PUT", "url": url,
+                        "headers": headers, "expires_at": rfc3339(expires)})
         return out
 
     @staticmethod
@@ -144,22 +167,39 @@ class DirectUploads:
     def commit(self, owner: str, upload_ids: Sequence[str], request_id: str | None
                ) -> tuple[str, list[dict[str, Any]]]:
         self._check_batch(len(upload_ids))
-        claimed = self.repo.claim_for_commit(owner, upload_ids)
+        # Staged objects are claimed while the slot is open (or just closed: the store
+        # refused late PUTs), never once `cleanup` may be deleting them.
+        claimed = (self.repo.claim_for_commit(owner, upload_ids, "reserved",
+                                              utcnow() - timedelta(seconds=60))
+                   if self.presigned else self.repo.claim_for_commit(owner, upload_ids))
         known = self.repo.get_many(upload_ids)
         job_id = self.images.open_job(owner, request_id, kind="commit")
         answers: dict[str, dict[str, Any]] = {}
         staged: list[tuple[str, StagedPart]] = []
         settled: list[tuple[str, str, str | None]] = []
-        for uid in dict.fromkeys(upload_ids):
-            if uid in claimed:
-                try:
-                    staged.append((uid, self._verify(known[uid])))
-                except ImgressError as exc:
-                    self._staged_path(uid).unlink(missing_ok=True)
-                    settled.append((uid, f"rejected:{exc.code}", None))
-                    answers[uid] = self._rejected(uid, known[uid].filename, exc)
-            else:
+        unique = list(dict.fromkeys(upload_ids))
+        verify = self._fetch_staged if self.presigned else self._verify
+        pool = self._fetch.map if self._fetch else map
+        checked = pool(lambda uid: _attempt(verify, known[uid]),
+                       [uid for uid in unique if uid in claimed])
+        verdicts = dict(zip([uid for uid in unique if uid in claimed], checked, strict=True))
+        reopened = []
+        for uid in unique:
+            verdict = verdicts.get(uid)
+            if verdict is None:
                 answers[uid] = self._answer_unclaimed(owner, uid, known.get(uid))
+            elif isinstance(verdict, StagedPart):
+                staged.append((uid, verdict))
+            elif isinstance(verdict, NotUploadedYet):
+                reopened.append(uid)
+                answers[uid] = self._rejected(uid, known[uid].filename, verdict)
+            else:
+                self._staged_path(uid).unlink(missing_ok=True)
+                if self.presigned:
+                    self.images.storage.delete(staging_key(uid))
+                settled.append((uid, f"rejected:{verdict.code}", None))
+                answers[uid] = self._rejected(uid, known[uid].filename, verdict)
+        self.repo.reopen(reopened)
         if staged:
             results = self.images.store_parts(
                 owner, job_id, [s for _, s in staged], list(range(len(staged))), request_id)
@@ -184,6 +224,40 @@ class DirectUploads:
         assert slot.received_sha256 and slot.sniffed_type and slot.width and slot.height
         return StagedPart(slot.filename, path, slot.received_sha256, slot.size,
                           slot.sniffed_type, slot.width, slot.height, slot.exif_orientation)
+
+    def _fetch_staged(self, slot: Upload) -> StagedPart:
+        """Check a staged object by the same rules as a PUT to this server, reading it
+        once; the spooled copy is only for the header check and is dropped after it."""
+        storage, key = self.images.storage, staging_key(slot.id)
+        try:
+            size = storage.stat(key).size
+        except FileNotFoundError:
+            raise NotUploadedYet("nothing was uploaded to this slot (yet)",
+                                 code="not_uploaded") from None
+        if size != slot.size:
+            raise RejectedPart(f"received {size} bytes, {slot.size} were declared",
+                               code="size_mismatch")
+        spool = SpoolFile(storage.spool_dir(), slot.size)
+        try:
+            with storage.open(key) as body:
+                while chunk := body.read(_CHUNK):
+                    if not spool.write(chunk):
+                        break
+                    if len(spool.head) >= SNIFF_BYTES or spool.size == slot.size:
+                        require_image_type(spool.head)  # before the rest is read
+            if spool.overflowed or spool.size != slot.size:
+                raise RejectedPart("the staged object changed while it was read",
+                                   code="size_mismatch")
+            spool.close()
+            if slot.sha256 and spool.sha256 != slot.sha256:
+                raise RejectedPart("the bytes do not match the declared sha256",
+                                   code="sha256_mismatch")
+            part = self.images.inspect_file(slot.filename, spool.path, spool.head,
+                                            spool.tail, spool.sha256, spool.size)
+        finally:
+            spool.discard()
+        part.path = key  # published from the store itself: a server-side copy
+        return part
 
     def _answer_unclaimed(self, owner: str, uid: str, slot: Upload | None) -> dict[str, Any]:
         if slot is None or slot.owner != owner:
@@ -221,7 +295,17 @@ class DirectUploads:
         stale += self.repo.expired(now - timedelta(days=1), ("committed", "rejected"))
         for slot in stale:
             self._staged_path(slot.id).unlink(missing_ok=True)
+            if self.presigned and slot.status == "reserved":
+                self.images.storage.delete(staging_key(slot.id))
         self.repo.delete([s.id for s in stale])
         if stale:
             log.info("uploads_cleaned", count=len(stale))
         return len(stale)
+
+
+def _attempt(verify: Any, slot: Upload) -> StagedPart | ImgressError:
+    try:
+        result: StagedPart = verify(slot)
+        return result
+    except ImgressError as exc:
+        return exc

@@ -42,10 +42,11 @@ CONTENT_TYPES = {
 
 @dataclass(slots=True)
 class StagedPart:
-    """A received file that passed every check and waits to be stored."""
+    """A received file that passed every check and waits to be stored: a spooled file,
+    or (a str) the key of a direct upload's staging object, published server-side."""
 
     filename: str
-    path: Path
+    path: Path | str
     sha256: str
     size: int
     content_type: str

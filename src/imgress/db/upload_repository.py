@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, case, delete, select, update
 
-from imgress.db.schema import images, uploads
+from imgress.db.schema import uploads
 from imgress.models import Upload
 
 _FIELDS = [f.name for f in fields(Upload)]
@@ -48,39 +48,44 @@ class UploadRepository:
                 .values(status=to_status, **values)
             ).rowcount == 1
 
-    def claim_for_commit(self, owner: str, upload_ids: Sequence[str]) -> set[str]:
-        """received -> committing for this owner's uploads; the ids this caller now holds."""
+    def claim_for_commit(self, owner: str, upload_ids: Sequence[str],
+                         from_status: str = "received", expiring_after: datetime | None = None
+                         ) -> set[str]:
+        """-> committing for this owner's uploads; the ids this caller now holds. Slots
+        whose bytes went to an object store are claimed while `reserved`."""
+        query = (update(uploads)
+                 .where(uploads.c.id.in_(list(set(upload_ids))), uploads.c.owner == owner,
+                        uploads.c.status == from_status)
+                 .values(status="committing")
+                 .returning(uploads.c.id))
+        if expiring_after is not None:
+            query = query.where(uploads.c.expires_at > expiring_after)
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                update(uploads)
-                .where(uploads.c.id.in_(list(set(upload_ids))), uploads.c.owner == owner,
-                       uploads.c.status == "received")
-                .values(status="committing")
-                .returning(uploads.c.id)
-            )
-            return {r[0] for r in rows}
+            return {r[0] for r in conn.execute(query)}
+
+    def reopen(self, upload_ids: Sequence[str]) -> None:
+        """committing -> reserved: nothing was staged yet, the slot takes its PUT later."""
+        if upload_ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(uploads).where(
+                    uploads.c.id.in_(list(upload_ids)), uploads.c.status == "committing"
+                ).values(status="reserved"))
 
     def settle(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
-        """committing -> committed/rejected, the outcome kept for re-commits. Accepted
-        uploads find their image by (owner, sha256): two statements for any batch."""
+        """committing -> committed/rejected, the outcome kept for re-commits, the image
+        named by a CASE: one statement per outcome for any batch."""
         if not outcomes:
             return
-        by_outcome: dict[str, list[str]] = {}
-        for uid, outcome, _ in outcomes:
-            by_outcome.setdefault(outcome, []).append(uid)
-        image_of = (
-            select(images.c.id)
-            .where(images.c.owner == uploads.c.owner,
-                   images.c.sha256 == uploads.c.received_sha256)
-            .scalar_subquery()
-        )
+        by_outcome: dict[str, dict[str, str | None]] = {}
+        for uid, outcome, image_id in outcomes:
+            by_outcome.setdefault(outcome, {})[uid] = image_id
         with self.engine.begin() as conn:
-            for outcome, ids in by_outcome.items():
+            for outcome, image_of in by_outcome.items():
                 rejected = outcome.startswith("rejected")
                 conn.execute(
-                    update(uploads).where(uploads.c.id.in_(ids)).values(
+                    update(uploads).where(uploads.c.id.in_(list(image_of))).values(
                         status="rejected" if rejected else "committed", outcome=outcome,
-                        image_id=None if rejected else image_of)
+                        image_id=None if rejected else case(image_of, value=uploads.c.id))
                 )
 
     def expired(self, before: datetime, statuses: Sequence[str]) -> list[Upload]:

@@ -21,7 +21,9 @@ class LocalStorage:
             raise ValueError(f"storage key outside the store: {key!r}")
         return self.root.joinpath(*parts)
 
-    def put(self, key: str, source: Path) -> bool:
+    def put(self, key: str, source: Path | str) -> bool:
+        if isinstance(source, str):
+            source = self._path(source)  # a key of this store: a rename as well
         target = self._path(key)
         if target.exists():
             # Content addressing: the object there already has these bytes.
@@ -66,6 +68,10 @@ class LocalStorage:
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
+
+    def presign_put(self, key: str, size: int, content_type: str, expires_in: int
+                    ) -> tuple[str, dict[str, str]] | None:
+        return None  # the server's own PUT endpoint receives into the spool
 
     def spool_dir(self) -> Path:
         return self._spool

@@ -29,8 +29,9 @@ class S3Storage:
         self.public_url = public_url.rstrip("/") if public_url else None
         self._client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
+            # SigV4: presigned PUTs bind Content-Length and Content-Type (V2 cannot).
             config=Config(retries={"max_attempts": retries, "mode": "standard"},
-                          s3={"addressing_style": "path"}),
+                          signature_version="s3v4", s3={"addressing_style": "path"}),
         )
         self._transfer = TransferConfig(multipart_threshold=64 * 1024**2,
                                         multipart_chunksize=16 * 1024**2)
@@ -42,18 +43,28 @@ class S3Storage:
             raise ValueError(f"storage key outside the store: {key!r}")
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put(self, key: str, source: Path) -> bool:
+    def put(self, key: str, source: Path | str) -> bool:
         try:
             try:
                 self.stat(key)
                 return False  # content addressing: the same bytes are already there
             except FileNotFoundError:
                 pass
-            self._client.upload_file(str(source), self.bucket, self._key(key),
-                                     Config=self._transfer)
+            if isinstance(source, str):
+                # Server-side copy (multipart above the threshold, so past 5 GB too).
+                self._client.copy({"Bucket": self.bucket, "Key": self._key(source)},
+                                  self.bucket, self._key(key), Config=self._transfer)
+            else:
+                self._client.upload_file(str(source), self.bucket, self._key(key),
+                                         Config=self._transfer)
             return True
+        except ClientError as exc:
+            raise _translate(exc, str(source)) from None
         finally:
-            source.unlink(missing_ok=True)
+            if isinstance(source, str):
+                self.delete(source)
+            else:
+                source.unlink(missing_ok=True)
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -78,6 +89,14 @@ class S3Storage:
         return self._client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=3600)
+
+    def presign_put(self, key: str, size: int, content_type: str, expires_in: int
+                    ) -> tuple[str, dict[str, str]] | None:
+        url = self._client.generate_presigned_url(
+            "put_object", ExpiresIn=expires_in,
+            Params={"Bucket": self.bucket, "Key": self._key(key),
+                    "ContentType": content_type, "ContentLength": size})
+        return url, {"Content-Type": content_type, "Content-Length": str(size)}
 
     def spool_dir(self) -> Path:
         return self._spool
