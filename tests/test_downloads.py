@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Server, make_jpeg, upload
+from conftest import KEY, Server, make_jpeg, upload
 from origin import Origin, payload
 
 
@@ -198,3 +200,24 @@ def test_job_survives_a_killed_server(tmp_path: Path, origin: Origin) -> None:
     assert job["status"] == "done" and job["done"] == 12, job
     assert seen[-1][0] == "end"
     assert sum(slow.hits.values()) < 12 + 4  # finished items were not fetched again
+
+
+def test_cli_download(open_server: Server, origin: Origin, tmp_path: Path) -> None:
+    listing = tmp_path / "urls.txt"
+    listing.write_text(f"# two files and a miss\n{origin.url}/jpeg/one photo.jpg\n\n"
+                       f"{origin.url}/file/two.jpg?size=5000\n{origin.url}/status/404\n")
+    out = tmp_path / "out.zip"
+    env = {**open_server.env, "IMGRESS_URL": open_server.base_url, "IMGRESS_KEY": KEY}
+    done = subprocess.run([sys.executable, "-m", "imgress", "download", "--from", str(listing),
+                           "-o", str(out), "--quiet"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr  # one item failed
+    assert "1 failed" in done.stderr and "http_404" in done.stderr
+    zf = zipfile.ZipFile(out)
+    assert zf.namelist() == ["photo.jpg", "two.jpg", "errors.txt"]
+    assert zf.read("photo.jpg") == origin.jpeg
+    bad = subprocess.run([sys.executable, "-m", "imgress", "download", "--image-id", "img_x",
+                          "-o", str(tmp_path / "x.zip"), "--quiet", "--variant", "nope"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown_variant" in bad.stderr
+    assert not (tmp_path / "x.zip").exists()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from imgress.cli.download import download
 from imgress.cli.upload import upload
 from imgress.config import Settings, SettingsError, load_settings
 
@@ -109,6 +110,7 @@ def worker(data_dir: Path | None, concurrency: int | None) -> None:
 
 
 cli.add_command(upload)
+cli.add_command(download)
 
 if __name__ == "__main__":
     cli()
