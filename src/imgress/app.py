@@ -79,7 +79,10 @@ class Components:
 
 def build_service(settings: Settings) -> Components:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size,
+                         max_overflow=settings.db_max_overflow,
+                         pool_recycle=settings.db_pool_recycle,
+                         pool_timeout=settings.db_pool_timeout)
     dispatcher = make_dispatcher(settings)
     repo, storage = Repository(engine), make_storage(settings)
     images = ImageService(repo=repo, storage=storage, dispatcher=dispatcher,

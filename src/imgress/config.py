@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     auth: bool = True
 
     database_url: str = ""
+    # PostgreSQL connection pool, per process (pre-ping is always on).
+    db_pool_size: int = Field(5, ge=1, le=500)
+    db_max_overflow: int = Field(10, ge=0, le=500)
+    db_pool_recycle: int = Field(1800, ge=-1)  # seconds; -1: never
+    db_pool_timeout: float = Field(30.0, gt=0)
     storage_url: str = ""
     broker_url: str = ""
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 from sqlalchemy import Engine, create_engine, event
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10,
+                pool_recycle: int = 1800, pool_timeout: float = 30.0) -> Engine:
+    """Pool settings apply to PostgreSQL: every API server and worker process holds up
+    to pool_size + max_overflow connections, which must fit the server's max_connections.
+    Pre-ping replaces a connection the server dropped (restart, idle timeout, failover)
+    before it is used; recycling retires connections before middleboxes cut them."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, future=True)
+        return create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                             max_overflow=max_overflow, pool_recycle=pool_recycle,
+                             pool_timeout=pool_timeout)
 
     # Pooled: opening a connection re-runs the pragmas and, on the last close, a WAL
     # checkpoint (about 1 ms per transaction, measured).

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from imgress.db.retry import retried
 from imgress.db.schema import images, job_items, jobs
 from imgress.models import Image, Job, JobItem, Variant, utcnow
 
@@ -67,6 +68,7 @@ class Repository:
 
     # -- images -------------------------------------------------------------------
 
+    @retried
     def insert_images(self, rows: Sequence[Image]) -> set[str]:
         """One INSERT for the whole batch; rows whose (owner, sha256) exists are skipped.
 
@@ -85,6 +87,7 @@ class Repository:
         with self.engine.begin() as conn:
             return {r[0] for r in conn.execute(stmt, [_image_to_row(r) for r in rows])}
 
+    @retried
     def find_by_sha(self, owner: str, shas: Iterable[str]) -> dict[str, Image]:
         shas = list(set(shas))
         if not shas:
@@ -95,6 +98,7 @@ class Repository:
             )
             return {img.sha256: img for img in map(_row_to_image, rows)}
 
+    @retried
     def get_image(self, image_id: str, owner: str | None = None) -> Image | None:
         query = select(images).where(images.c.id == image_id)
         if owner is not None:
@@ -103,6 +107,7 @@ class Repository:
             row = conn.execute(query).first()
         return _row_to_image(row) if row else None
 
+    @retried
     def list_images(
         self, owner: str, limit: int, cursor: str | None
     ) -> tuple[list[Image], str | None]:
@@ -122,6 +127,7 @@ class Repository:
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
         return page, next_cursor
 
+    @retried
     def delete_image(self, image_id: str, owner: str) -> tuple[Image | None, bool]:
         """Delete the record; also say whether no other record still uses its bytes."""
         with self.engine.begin() as conn:
@@ -137,6 +143,7 @@ class Repository:
             ).scalar_one()
         return img, others == 0
 
+    @retried
     def find_variant(self, sha256: str, name: str) -> Variant | None:
         with self._read() as conn:
             rows = conn.execute(
@@ -149,6 +156,7 @@ class Repository:
                     return Variant(name=name, **variants[name])
         return None
 
+    @retried
     def sha_known(self, sha256: str) -> Image | None:
         with self._read() as conn:
             row = conn.execute(select(images).where(images.c.sha256 == sha256).limit(1)).first()
@@ -156,6 +164,7 @@ class Repository:
 
     # -- processing state -----------------------------------------------------------
 
+    @retried
     def claim(self, image_id: str, lease_seconds: float) -> Image | None:
         """Take an image for processing: a pending one, or one whose worker has held it
         past the lease (it died). None when finished, gone or still held elsewhere, so a
@@ -176,6 +185,7 @@ class Repository:
             row = conn.execute(select(images).where(images.c.id == image_id)).first()
         return _row_to_image(row) if row else None
 
+    @retried
     def stale_ids(self, lease_seconds: float, limit: int = 10_000) -> list[str]:
         """Unfinished images nobody has touched for a lease; touched now, so each is
         handed out again at most once per lease."""
@@ -192,12 +202,14 @@ class Repository:
                 ).values(updated_at=utcnow()))
         return ids
 
+    @retried
     def release_processing(self) -> None:
         """Embedded default at start: no other process can hold work, take it all back."""
         with self.engine.begin() as conn:
             conn.execute(update(images).where(images.c.status == "processing")
                          .values(status="pending"))
 
+    @retried
     def finish(
         self, image_id: str, *, variants: dict[str, Variant] | None = None,
         error: tuple[str, str] | None = None,
@@ -211,6 +223,7 @@ class Repository:
         with self.engine.begin() as conn:
             conn.execute(update(images).where(images.c.id == image_id).values(**values))
 
+    @retried
     def ready_variants(self, sha256: str) -> dict[str, Variant]:
         """Variants already rendered for these bytes by any record (the result cache)."""
         found: dict[str, Variant] = {}
@@ -225,6 +238,7 @@ class Repository:
                     found.setdefault(name, Variant(name=name, **v))
         return found
 
+    @retried
     def unfinished_ids(self) -> list[str]:
         with self._read() as conn:
             rows = conn.execute(
@@ -236,12 +250,14 @@ class Repository:
 
     # -- jobs -----------------------------------------------------------------------
 
+    @retried
     def create_job(self, job_id: str, kind: str, owner: str, request_id: str | None) -> None:
         with self.engine.begin() as conn:
             conn.execute(jobs.insert().values(
                 id=job_id, kind=kind, owner=owner, request_id=request_id, created_at=utcnow(),
             ))
 
+    @retried
     def add_job_items(self, job_id: str, items: Sequence[tuple[int, str, str]]) -> None:
         if not items:
             return
@@ -251,6 +267,7 @@ class Repository:
                 for seq, image_id, name in items
             ])
 
+    @retried
     def get_job(self, job_id: str, owner: str) -> Job | None:
         with self._read() as conn:
             head = conn.execute(

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, case, delete, select, update
 
+from imgress.db.retry import retried
 from imgress.db.schema import uploads
 from imgress.models import Upload
 
@@ -23,21 +24,25 @@ class UploadRepository:
     def __init__(self, engine: Engine):
         self.engine = engine
 
+    @retried
     def reserve(self, slots: Sequence[Upload]) -> None:
         """All slots of a request in one INSERT."""
         with self.engine.begin() as conn:
             conn.execute(uploads.insert().values([asdict(s) for s in slots]))
 
+    @retried
     def get(self, upload_id: str) -> Upload | None:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             row = conn.execute(select(uploads).where(uploads.c.id == upload_id)).first()
         return _row(row) if row else None
 
+    @retried
     def get_many(self, upload_ids: Sequence[str]) -> dict[str, Upload]:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             rows = conn.execute(select(uploads).where(uploads.c.id.in_(list(set(upload_ids)))))
             return {u.id: u for u in map(_row, rows)}
 
+    @retried
     def transition(self, upload_id: str, from_status: str, to_status: str, **values: object
                    ) -> bool:
         """Move one upload between states; False if it was not in `from_status`."""
@@ -48,6 +53,7 @@ class UploadRepository:
                 .values(status=to_status, **values)
             ).rowcount == 1
 
+    @retried
     def claim_for_commit(self, owner: str, upload_ids: Sequence[str],
                          from_status: str = "received", expiring_after: datetime | None = None
                          ) -> set[str]:
@@ -63,6 +69,7 @@ class UploadRepository:
         with self.engine.begin() as conn:
             return {r[0] for r in conn.execute(query)}
 
+    @retried
     def reopen(self, upload_ids: Sequence[str]) -> None:
         """committing -> reserved: nothing was staged yet, the slot takes its PUT later."""
         if upload_ids:
@@ -71,6 +78,7 @@ class UploadRepository:
                     uploads.c.id.in_(list(upload_ids)), uploads.c.status == "committing"
                 ).values(status="reserved"))
 
+    @retried
     def settle(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
         """committing -> committed/rejected, the outcome kept for re-commits, the image
         named by a CASE: one statement per outcome for any batch."""
@@ -88,12 +96,14 @@ class UploadRepository:
                         image_id=None if rejected else case(image_of, value=uploads.c.id))
                 )
 
+    @retried
     def expired(self, before: datetime, statuses: Sequence[str]) -> list[Upload]:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             rows = conn.execute(select(uploads).where(
                 uploads.c.expires_at < before, uploads.c.status.in_(list(statuses))))
             return [_row(r) for r in rows]
 
+    @retried
     def delete(self, upload_ids: Sequence[str]) -> None:
         if upload_ids:
             with self.engine.begin() as conn:
