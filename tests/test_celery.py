@@ -13,15 +13,37 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import BROKER, Server, make_jpeg, upload
+import pytest
+
+from conftest import BROKER, Server, make_jpeg, services_required, upload
+from imgress.jobs.base import TASK_NAMES
+from imgress.jobs.celery_dispatcher import QUEUES, celery_tasks, make_celery, resolve_queues
+
+RABBITMQ = os.environ.get("IMGRESS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 
 
-def start_worker(data_dir: Path, log: Path, **env: str) -> subprocess.Popen:
+@pytest.fixture
+def rabbitmq() -> str:
+    """RabbitMQ as the Celery broker; skip when it is away (fail on CI)."""
+    from kombu import Connection
+
+    try:
+        with Connection(RABBITMQ, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    except Exception as exc:
+        if services_required():
+            raise
+        pytest.skip(f"RabbitMQ not reachable at {RABBITMQ}: {exc}")
+    return RABBITMQ
+
+
+def start_worker(data_dir: Path, log: Path, *args: str, broker: str = BROKER, **env: str
+                 ) -> subprocess.Popen:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "imgress", "worker", "--data-dir", str(data_dir),
-             "--concurrency", "2"],
-            env={**os.environ, "IMGRESS_BROKER_URL": BROKER, **env},
+             "--concurrency", "2", *args],
+            env={**os.environ, "IMGRESS_BROKER_URL": broker, **env},
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -71,3 +93,39 @@ def test_readyz_names_a_dead_broker(tmp_path: Path) -> None:
         assert r.status_code == 503 and r.json()["checks"]["queue"].startswith("down")
     finally:
         srv.stop()
+
+
+def test_worker_on_rabbitmq(rabbitmq: str, tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", IMGRESS_BROKER_URL=rabbitmq).start()
+    worker = start_worker(srv.data_dir, tmp_path / "worker.log", "--queues", "process",
+                          broker=rabbitmq)
+    try:
+        with srv.client() as c:
+            assert c.get("/readyz").json()["checks"]["queue"] == "ok"
+            files = [(f"r{i}.jpg", make_jpeg(800, 600, seed=6100 + i)) for i in range(4)]
+            ids = [i["image"]["id"] for i in upload(c, *files).json()["items"]]
+        records = srv.wait_finished(ids, timeout=60)
+        assert [r["status"] for r in records] == ["ready"] * 4, \
+            (tmp_path / "worker.log").read_text()
+    finally:
+        stop(worker)
+        srv.stop()
+
+
+def test_every_celery_task_has_a_queue_and_a_route() -> None:
+    assert set(celery_tasks()) == TASK_NAMES & QUEUES.keys()
+    assert "process_image" in celery_tasks()
+    routes = make_celery("redis://127.0.0.1:9/0").conf.task_routes
+    assert all(routes[f"imgress.{name}"]["queue"] == QUEUES[name] for name in celery_tasks())
+    assert resolve_queues(None) == sorted(QUEUES[n] for n in celery_tasks())
+    assert resolve_queues("process, imgress.process") == ["imgress.process"] * 2
+    with pytest.raises(ValueError, match="unknown queue"):
+        resolve_queues("thumbnails")
+
+
+def test_worker_refuses_an_unknown_queue(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "imgress", "worker", "--data-dir",
+                           str(tmp_path), "--queues", "nope"], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "IMGRESS_BROKER_URL": "redis://127.0.0.1:9/0"})
+    assert proc.returncode == 2 and "unknown queue" in proc.stderr

@@ -83,17 +83,26 @@ def migrate(data_dir: Path | None) -> None:
 
 @cli.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--concurrency", type=int, default=None, help="Threads (IMGRESS_WORKERS).")
-def worker(data_dir: Path | None, concurrency: int | None) -> None:
+@click.option("--concurrency", type=int, default=None,
+              help="Tasks at once in this process, as threads (IMGRESS_WORKERS).")
+@click.option("--queues", default=None,
+              help="Comma-separated queues to consume: process, orientation, downloads "
+                   "(or imgress.process, …). Default: all of them.")
+def worker(data_dir: Path | None, concurrency: int | None, queues: str | None) -> None:
     """Run a Celery worker (scale-out): same settings, same task functions."""
     from imgress import logs
     from imgress.app import build_service
-    from imgress.jobs.celery_dispatcher import QUEUES, CeleryDispatcher, register_tasks
+    from imgress.jobs.celery_dispatcher import CeleryDispatcher, register_tasks, resolve_queues
 
     settings = _settings(data_dir=data_dir, workers=concurrency)
     if not settings.broker_url:
         click.echo("imgress: IMGRESS_BROKER_URL is not set; `imgress serve` runs the "
                    "workers itself on the embedded default", err=True)
+        sys.exit(2)
+    try:
+        consumed = resolve_queues(queues)
+    except ValueError as exc:
+        click.echo(f"imgress: --queues: {exc}", err=True)
         sys.exit(2)
     logs.configure(settings.log_level, settings.log_format)
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
@@ -104,7 +113,7 @@ def worker(data_dir: Path | None, concurrency: int | None) -> None:
     # Threads, as in the embedded default: libvips releases the GIL while it works.
     dispatcher.app.worker_main(argv=[
         "worker", "--pool=threads", f"--concurrency={settings.workers}",
-        f"--queues={','.join(QUEUES.values())}", "--loglevel=INFO", "--without-gossip",
+        f"--queues={','.join(consumed)}", "--loglevel=INFO", "--without-gossip",
         "--without-mingle",
     ])
 

@@ -13,7 +13,33 @@ from celery import Celery
 
 from imgress.jobs.base import TASK_NAMES, TaskHandler, check_handlers
 
-QUEUES = {"process_image": "imgress.process"}
+# One queue per kind of work, so operators size each worker pool apart (CPU-bound
+# rendering, model inference, network-bound downloads). A task name in TASK_NAMES runs on
+# Celery once it has a queue here.
+QUEUES = {
+    "process_image": "imgress.process",
+    "detect_orientation": "imgress.orientation",
+    "run_download": "imgress.downloads",
+}
+
+
+def celery_tasks() -> list[str]:
+    """The task names this deployment routes through Celery."""
+    return sorted(name for name in TASK_NAMES if name in QUEUES)
+
+
+def resolve_queues(spec: str | None) -> list[str]:
+    """`--queues`: queue names or their short forms (`process,downloads`); all if unset."""
+    known = {QUEUES[name] for name in celery_tasks()}
+    if not spec:
+        return sorted(known)
+    chosen = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        queue = part if part.startswith("imgress.") else f"imgress.{part}"
+        if queue not in known:
+            raise ValueError(f"unknown queue {part!r}; known: {', '.join(sorted(known))}")
+        chosen.append(queue)
+    return chosen
 
 
 def make_celery(broker_url: str, visibility_timeout: int = 300) -> Celery:
@@ -34,7 +60,7 @@ def make_celery(broker_url: str, visibility_timeout: int = 300) -> Celery:
 def register_tasks(app: Celery, handlers: Mapping[str, TaskHandler]) -> None:
     """Worker side: bind each task name to its handler, retried with backoff."""
     check_handlers(handlers)
-    for name in TASK_NAMES:
+    for name in celery_tasks():
         handler = handlers[name]
 
         def run(item_id: str, _handler: TaskHandler = handler) -> None:
