@@ -155,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service, app.state.keys, app.state.dispatcher = svc, keys, dispatcher
     app.state.direct, app.state.public_url = direct, settings.public_url
     app.state.downloads = downloads_svc
+    app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit,
                                          settings.resolved_rate_limit_storage)
     install_error_handlers(app)
