@@ -93,8 +93,12 @@ class Page:
             }""", arg=count, timeout=TIMEOUT)
 
     def shot(self, name: str) -> None:
+        from PIL import Image
+
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"))
+        path = SHOTS / f"{name}.png"
+        self.page.screenshot(path=str(path))
+        Image.open(path).convert("RGB").quantize(128).save(path, optimize=True)  # small in git
 
 
 def photos(folder: Path, count: int, start: int = 0, size: tuple[int, int] = (480, 360)

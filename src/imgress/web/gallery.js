@@ -121,10 +121,10 @@ export class Gallery extends EventTarget {
     const li = el("li", { className: "card", dataset: { id: record.id } },
       el("button", { type: "button", className: "thumb", "aria-label": `Open ${label}`,
         title: label }),
+      el("span", { className: "badge" }),
       el("div", { className: "meta" },
         el("input", { type: "checkbox", className: "pick", "aria-label": `Select ${label}` }),
-        el("span", { className: "name" }, label),
-        el("span", { className: "badge" })));
+        el("span", { className: "name", title: label }, label)));
     this.paint(li, record);
     return li;
   }
