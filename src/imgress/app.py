@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI
 
 from imgress import logs
-from imgress.api import delivery, downloads, images, ops, uploads, web
+from imgress.api import delivery, downloads, images, ops, orientation, uploads, web
 from imgress.api import direct as direct_api
 from imgress.api.deps import RequestContext, install_error_handlers
 from imgress.config import Settings, load_settings, parse_s3_url
@@ -159,7 +159,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limit,
                                          settings.resolved_rate_limit_storage)
     install_error_handlers(app)
-    for module in (uploads, direct_api, images, downloads, delivery, ops, web):
+    for module in (uploads, direct_api, images, downloads, delivery, ops, orientation, web):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

@@ -1,0 +1,141 @@
+"""Rotation detection: accuracy per angle, confusion matrix and time per image on one core.
+
+    OMP_NUM_THREADS=1 VIPS_CONCURRENCY=1 .venv/bin/python bench/orientation.py [--write]
+
+Held-out set: the photos tools/train_orientation.py never trained on (split by source
+photo, see `split` there), each written as four JPEG files (1024 px on the long side,
+turned by 0/90/180/270) and judged by `detect_file`, which includes decoding a small
+preview.  With IMGRESS_CORPUS set, a second table covers natural photos of the test
+corpus (never used in training).  --write saves the report to bench/orientation_results.md.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, before numpy/libvips start
+os.environ.setdefault("VIPS_CONCURRENCY", "1")
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyvips
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "src"))
+
+from imgress.imaging import orientation  # noqa: E402
+
+ANGLES = orientation.ANGLES
+# Natural photos in the test corpus (paths relative to IMGRESS_CORPUS); mandrill.tiff
+# is left out because the same baboon is in opencv's samples, which the model saw.
+CORPUS_PHOTOS = (
+    "exif-orientation-examples/Landscape_1.jpg",
+    "exif-orientation-examples/Portrait_1.jpg",
+    "Pillow/Tests/images/sugarshack.mpo",
+    "Pillow/Tests/images/app13-multiple.jpg",
+    "Pillow/Tests/images/flower.webp",
+    "image-rs/tests/images/jpg/progressive/cat.jpg",
+    "image-rs/tests/images/tiff/testsuite/planar.tiff",
+    "libvips/test/test-suite/images/sample.jpg",
+    "libvips/test/test-suite/images/1.webp",
+)
+
+
+def turned_files(paths: list[str], out: Path) -> list[tuple[Path, int]]:
+    """Each photo as four JPEGs; the label is how far to turn clockwise back to upright."""
+    made = []
+    for i, path in enumerate(paths):
+        img = pyvips.Image.thumbnail(path, 1024, size="down")
+        if img.hasalpha():
+            img = img.flatten(background=[255, 255, 255])
+        img = img.colourspace("srgb").copy_memory()  # rot() needs random access
+        for turn, label in ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90)):
+            t = img.rot(turn) if turn else img
+            f = out / f"{i:03d}-{label}.jpg"
+            t.jpegsave(str(f), Q=85, keep="none")
+            made.append((f, label))
+    return made
+
+
+def judge(files: list[tuple[Path, int]]) -> tuple[list[list[int]], list[float], int]:
+    confusion = [[0] * 4 for _ in range(4)]
+    times: list[float] = []
+    undecided = 0
+    orientation.model()  # load the weights outside the timing
+    for f, label in files:
+        t0 = time.perf_counter()
+        found = orientation.detect_file(f)
+        times.append((time.perf_counter() - t0) * 1000)
+        if found is None:
+            undecided += 1
+            continue
+        confusion[ANGLES.index(label)][ANGLES.index(found.angle)] += 1
+    return confusion, times, undecided
+
+
+def report(title: str, n_photos: int, confusion: list[list[int]], times: list[float],
+           undecided: int) -> str:
+    lines = [f"### {title}", "",
+             f"{n_photos} photos x 4 turns = {4 * n_photos} files; {undecided} undecided", "",
+             "| true angle | accuracy | n |", "|---|---|---|"]
+    total_hit = total = 0
+    for i, a in enumerate(ANGLES):
+        n = sum(confusion[i])
+        hit = confusion[i][i]
+        total_hit, total = total_hit + hit, total + n
+        lines.append(f"| {a} | {hit / n:.1%} | {n} |" if n else f"| {a} | - | 0 |")
+    lines.append(f"| **all** | **{total_hit / max(total, 1):.1%}** | {total} |")
+    lines += ["", "confusion (rows: true angle, columns: detected):", "",
+              "| true \\ detected | " + " | ".join(map(str, ANGLES)) + " |",
+              "|---|" + "---|" * 4]
+    for i, a in enumerate(ANGLES):
+        lines.append(f"| {a} | " + " | ".join(str(c) for c in confusion[i]) + " |")
+    ts = sorted(times)
+    lines += ["", f"time per image (detect_file: preview decode + model), one core: "
+              f"median {statistics.median(ts):.1f} ms, p95 {ts[int(0.95 * (len(ts) - 1))]:.1f} ms, "
+              f"max {ts[-1]:.1f} ms", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", action="store_true", help="save bench/orientation_results.md")
+    args = ap.parse_args()
+
+    import orientation_data as od
+    from train_orientation import split
+
+    photos, _ = od.build_cache()
+    held = [photos[i] for i in split(photos)[1]]
+    sections = []
+    with tempfile.TemporaryDirectory() as tmp:
+        files = turned_files([p.path for p in held], Path(tmp))
+        sections.append(report(
+            f"Held-out photos ({', '.join(sorted({p.source for p in held}))})",
+            len(held), *judge(files)))
+        corpus = os.environ.get("IMGRESS_CORPUS")
+        if corpus:
+            paths = [str(Path(corpus) / p) for p in CORPUS_PHOTOS
+                     if (Path(corpus) / p).exists()]
+            cdir = Path(tmp) / "corpus"
+            cdir.mkdir()
+            sections.append(report("Test-corpus photos (IMGRESS_CORPUS)", len(paths),
+                                   *judge(turned_files(paths, cdir))))
+    text = "\n".join(sections)
+    print(text)
+    if args.write:
+        header = ("# Rotation detection: evaluation\n\n"
+                  "Produced by `OMP_NUM_THREADS=1 VIPS_CONCURRENCY=1 "
+                  "IMGRESS_CORPUS=../shared/corpus "
+                  ".venv/bin/python bench/orientation.py --write`.\n\n")
+        (ROOT / "bench" / "orientation_results.md").write_text(header + text)
+
+
+if __name__ == "__main__":
+    main()

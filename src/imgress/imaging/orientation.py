@@ -1,0 +1,162 @@
+"""Content-based rotation detection: how far an upright-by-EXIF picture must still turn.
+
+A small CNN (trained by tools/train_orientation.py, weights in orientation_model.npz
+next to this file) scores how "upright" a 48x48 view looks.  The picture is squashed
+to that square and the four clockwise turns of it, plus their mirror images, are
+scored in one batch; softmax over the four turns gives the answer.  Plain numpy, so
+the service needs no ML runtime; about a millisecond or two of compute per picture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyvips
+
+WEIGHTS = Path(__file__).with_name("orientation_model.npz")
+MIN_SIDE = 32  # below this there is too little to judge
+PREVIEW = 256  # detect_file decodes at most this many pixels on the long side
+ANGLES = (0, 90, 180, 270)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """angle: degrees to turn the picture clockwise to make it upright."""
+
+    angle: int
+    confidence: float
+
+
+class Model:
+    """The numpy forward pass: 3x3 conv (batch-norm folded in) + ReLU + 2x2 max-pool,
+    repeated, then two dense layers down to one uprightness score per view."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.size = int(arrays["input_size"])
+        self.convs: list[tuple[np.ndarray, np.ndarray]] = []
+        i = 0
+        while f"conv{i}_w" in arrays:
+            self.convs.append((arrays[f"conv{i}_w"].astype(np.float32),
+                               arrays[f"conv{i}_b"].astype(np.float32)))
+            i += 1
+        self.fc = [(arrays[f"fc{j}_w"].astype(np.float32), arrays[f"fc{j}_b"].astype(np.float32))
+                   for j in range(2)]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] = WEIGHTS) -> Model:
+        with np.load(path, allow_pickle=False) as data:
+            return cls({k: data[k] for k in data.files})
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) float32 in [-0.5, 0.5] → (N,) uprightness scores."""
+        n = x.shape[0]
+        for w, b in self.convs:
+            h, wd, c = x.shape[1:]
+            p = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            cols = np.lib.stride_tricks.sliding_window_view(p, (3, 3), axis=(1, 2))
+            y = cols.reshape(n * h * wd, c * 9) @ w + b  # (C, kh, kw) order, as exported
+            np.maximum(y, 0, out=y)
+            x = y.reshape(n, h // 2, 2, wd // 2, 2, -1).max(axis=(2, 4))
+        z = x.reshape(n, -1) @ self.fc[0][0] + self.fc[0][1]
+        np.maximum(z, 0, out=z)
+        return (z @ self.fc[1][0] + self.fc[1][1])[:, 0]
+
+    def turn_logits(self, square: np.ndarray) -> np.ndarray:
+        """(S, S, 3) uint8 → 4 logits, one per clockwise turn 0/90/180/270."""
+        x = square.astype(np.float32) / 255.0 - 0.5
+        turns = [np.rot90(x, -k) for k in range(4)]
+        views = np.stack(turns + [t[:, ::-1] for t in turns])
+        s = self.score(np.ascontiguousarray(views))
+        return (s[:4] + s[4:]) / 2  # a mirrored upright view is upright too
+
+
+_model: Model | None = None
+_lock = threading.Lock()
+
+
+def model() -> Model:
+    """The shipped weights, loaded once on first use (thread-safe)."""
+    global _model
+    if _model is None:
+        with _lock:
+            if _model is None:
+                _model = Model.load()
+    return _model
+
+
+def _to_rgb8(image: pyvips.Image) -> pyvips.Image | None:
+    """Any decodable pyvips image → 3-band sRGB uchar, or None when that is impossible."""
+    if image.get_typeof("n-pages") and image.height > image.width:
+        # An animation loaded with n=-1 is a tall strip: judge the first frame.
+        page_height = image.get("page-height") if image.get_typeof("page-height") else 0
+        if 0 < page_height < image.height:
+            image = image.crop(0, 0, image.width, page_height)
+    if image.interpretation not in ("srgb", "b-w"):  # CMYK, 16-bit RGB/grey, Lab...
+        with contextlib.suppress(pyvips.Error):
+            image = image.colourspace("srgb")
+    if image.hasalpha():
+        image = image.flatten(background=[255] * (image.bands - 1))
+    if image.format != "uchar":
+        if image.format in ("ushort", "short"):
+            image = image >> 8 if image.format == "ushort" else (image / 256)
+        elif image.format in ("float", "double") and image.max() <= 1.0:
+            image = image * 255
+        image = image.cast("uchar")
+    if image.bands == 1:
+        image = image.bandjoin([image, image])
+    elif image.bands == 2:
+        image = image.extract_band(0).bandjoin([image.extract_band(0)] * 2)
+    elif image.bands > 3:
+        image = image.extract_band(0, n=3)
+    return image
+
+
+def _square(image: pyvips.Image, size: int) -> np.ndarray:
+    """Squash to size x size: a turn of the square is the square of the turned picture,
+    and the model never sees the aspect ratio (a prior, not evidence)."""
+    if image.width > 4 * size or image.height > 4 * size:
+        image = image.thumbnail_image(4 * size, height=4 * size, size="force")
+    image = image.resize(size / image.width, vscale=size / image.height, kernel="linear")
+    if image.width != size or image.height != size:
+        image = image.gravity("centre", size, size, extend="copy")
+    arr = np.ndarray(buffer=image.write_to_memory(), dtype=np.uint8,
+                     shape=(image.height, image.width, image.bands))
+    return arr
+
+
+def detect(image: pyvips.Image) -> Detection | None:
+    """Judge an EXIF-upright 8-bit sRGB/grey image; None when it is too small or flat
+    to judge.  Other formats (16-bit, CMYK, alpha) are converted first, never raised."""
+    if image.width < MIN_SIDE or image.height < MIN_SIDE:
+        return None
+    try:
+        rgb = _to_rgb8(image)
+        if rgb is None:
+            return None
+        m = model()
+        square = _square(rgb, m.size)
+    except pyvips.Error:
+        return None
+    if float(square.std()) < 2.0:  # a single colour has no up
+        return None
+    logits = m.turn_logits(square).astype(np.float64)
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    k = int(p.argmax())
+    return Detection(ANGLES[k], round(float(p[k]), 4))
+
+
+def detect_file(path: str | os.PathLike[str]) -> Detection | None:
+    """Decode a small preview (shrink-on-load, EXIF autorot, first frame) and detect.
+    None for a file libvips cannot decode."""
+    try:
+        image = pyvips.Image.thumbnail(os.fspath(path), PREVIEW, height=PREVIEW,
+                                       size="down", no_rotate=False)
+    except pyvips.Error:
+        return None
+    return detect(image)
