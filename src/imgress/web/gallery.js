@@ -20,6 +20,8 @@ export class Gallery extends EventTarget {
     this.cursor = undefined; // undefined: not loaded yet; null: the end
     this.loading = null;
     this.stale = new Set(); // ids whose record changed since it was fetched
+    this.following = 0; // job event streams open
+    this.followers = []; // jobs waiting for a stream
     this.refreshSoon = debounce(() => this.refresh(), 700, 3000);
     this.observer = new IntersectionObserver((entries) => {
       if (this.started && entries.some((e) => e.isIntersecting)) this.loadMore();
@@ -168,8 +170,14 @@ export class Gallery extends EventTarget {
 
   // -- live progress ------------------------------------------------------------------
 
-  /** Follow an upload job's events: badges now, records (thumbnails) in a debounced refresh. */
+  /**
+   * Follow an upload job's events: badges now, records (thumbnails) in a debounced
+   * refresh. At most two streams at once: a browser has six connections per origin,
+   * and the puts need them (a big batch commits a job per hundred files).
+   */
   async followJob(jobId) {
+    while (this.following >= 2) await new Promise((resolve) => this.followers.push(resolve));
+    this.following++;
     try {
       await follow(`/v1/jobs/${jobId}/events`, (event, data) => {
         if (event !== "item" || !data.image_id) return;
@@ -178,6 +186,8 @@ export class Gallery extends EventTarget {
         this.refreshSoon();
       });
     } finally {
+      this.following--;
+      this.followers.shift()?.();
       this.refreshSoon();
     }
   }

@@ -53,9 +53,6 @@ export class UploadPanel {
       row.state.textContent = item.status === "retrying" ? "retrying…"
         : `${Math.floor((100 * item.sent) / Math.max(1, item.size))} %`;
     }
-    const problems = this.queue.items.some((i) => PROBLEM.has(i.status));
-    $("#problems-box").hidden = !problems;
-    $("#retry-all").hidden = !this.queue.items.some((i) => i.status === "failed");
   }
 
   activeRow(item) {
@@ -87,6 +84,8 @@ export class UploadPanel {
     const bar = $("#total-progress");
     bar.max = Math.max(1, q.totalBytes);
     bar.value = Math.min(sent, q.totalBytes);
+    $("#problems-box").hidden = !(q.counts.rejected || q.counts.failed);
+    $("#retry-all").hidden = !q.counts.failed;
     const finished = q.counts.created + q.counts.duplicate + q.counts.rejected + q.counts.failed;
     const parts = [`${finished} of ${plural(q.batchSize, "file")} done`,
       `${formatBytes(sent)} of ${formatBytes(q.totalBytes)}`];
