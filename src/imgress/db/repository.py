@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from imgress.db.arrays import insert_unnest, one_of
 from imgress.db.retry import retried
 from imgress.db.schema import images, job_items, jobs
 from imgress.models import Image, Job, JobItem, Variant, utcnow
@@ -85,6 +86,10 @@ class Repository:
         # SQLAlchemy's "insertmanyvalues" renders this as ONE multi-row INSERT per
         # 1,000 rows (the most one request may carry), compiled once and cached.
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                return {r[0] for r in insert_unnest(
+                    conn, images, [_image_to_row(r) for r in rows],
+                    "ON CONFLICT (owner, sha256) DO NOTHING RETURNING id")}
             return {r[0] for r in conn.execute(stmt, [_image_to_row(r) for r in rows])}
 
     @retried
@@ -94,7 +99,8 @@ class Repository:
             return {}
         with self._read() as conn:
             rows = conn.execute(
-                select(images).where(images.c.owner == owner, images.c.sha256.in_(shas))
+                select(images).where(images.c.owner == owner,
+                                     one_of(conn, images.c.sha256, shas))
             )
             return {img.sha256: img for img in map(_row_to_image, rows)}
 
@@ -261,11 +267,13 @@ class Repository:
     def add_job_items(self, job_id: str, items: Sequence[tuple[int, str, str]]) -> None:
         if not items:
             return
+        rows = [{"job_id": job_id, "seq": seq, "image_id": image_id, "filename": name}
+                for seq, image_id, name in items]
         with self.engine.begin() as conn:
-            conn.execute(job_items.insert(), [
-                {"job_id": job_id, "seq": seq, "image_id": image_id, "filename": name}
-                for seq, image_id, name in items
-            ])
+            if conn.dialect.name == "postgresql":
+                insert_unnest(conn, job_items, rows)
+            else:
+                conn.execute(job_items.insert(), rows)
 
     @retried
     def get_job(self, job_id: str, owner: str) -> Job | None:

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, fields
 from datetime import datetime
 
-from sqlalchemy import Engine, case, delete, select, update
+from sqlalchemy import Engine, String, bindparam, case, delete, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
+from imgress.db.arrays import one_of
 from imgress.db.retry import retried
 from imgress.db.schema import uploads
 from imgress.models import Upload
@@ -39,7 +41,8 @@ class UploadRepository:
     @retried
     def get_many(self, upload_ids: Sequence[str]) -> dict[str, Upload]:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            rows = conn.execute(select(uploads).where(uploads.c.id.in_(list(set(upload_ids)))))
+            rows = conn.execute(select(uploads).where(
+                one_of(conn, uploads.c.id, list(set(upload_ids)))))
             return {u.id: u for u in map(_row, rows)}
 
     @retried
@@ -60,7 +63,8 @@ class UploadRepository:
         """-> committing for this owner's uploads; the ids this caller now holds. Slots
         whose bytes went to an object store are claimed while `reserved`."""
         query = (update(uploads)
-                 .where(uploads.c.id.in_(list(set(upload_ids))), uploads.c.owner == owner,
+                 .where(one_of(self.engine.dialect.name, uploads.c.id, list(set(upload_ids))),
+                        uploads.c.owner == owner,
                         uploads.c.status == from_status)
                  .values(status="committing")
                  .returning(uploads.c.id))
@@ -80,21 +84,33 @@ class UploadRepository:
 
     @retried
     def settle(self, outcomes: Sequence[tuple[str, str, str | None]]) -> None:
-        """committing -> committed/rejected, the outcome kept for re-commits, the image
-        named by a CASE: one statement per outcome for any batch."""
+        """committing -> committed/rejected, the outcome kept for re-commits, each image
+        id joined in from arrays (PostgreSQL) or a CASE: one statement per outcome."""
         if not outcomes:
             return
-        by_outcome: dict[str, dict[str, str | None]] = {}
+        by_outcome: dict[str, list[tuple[str, str | None]]] = {}
         for uid, outcome, image_id in outcomes:
-            by_outcome.setdefault(outcome, {})[uid] = image_id
+            by_outcome.setdefault(outcome, []).append((uid, image_id))
         with self.engine.begin() as conn:
-            for outcome, image_of in by_outcome.items():
-                rejected = outcome.startswith("rejected")
-                conn.execute(
-                    update(uploads).where(uploads.c.id.in_(list(image_of))).values(
-                        status="rejected" if rejected else "committed", outcome=outcome,
-                        image_id=None if rejected else case(image_of, value=uploads.c.id))
-                )
+            for outcome, pairs in by_outcome.items():
+                status = "rejected" if outcome.startswith("rejected") else "committed"
+                if status == "rejected":
+                    conn.execute(update(uploads).where(
+                        one_of(conn, uploads.c.id, [uid for uid, _ in pairs])
+                    ).values(status=status, outcome=outcome, image_id=None))
+                    continue
+                if conn.dialect.name != "postgresql":  # SQLite: no VALUES column aliases
+                    conn.execute(update(uploads).where(
+                        uploads.c.id.in_([uid for uid, _ in pairs])
+                    ).values(status=status, outcome=outcome,
+                             image_id=case(dict(pairs), value=uploads.c.id)))
+                    continue
+                found = func.unnest(
+                    bindparam(None, [u for u, _ in pairs], type_=ARRAY(String)),
+                    bindparam(None, [i for _, i in pairs], type_=ARRAY(String)),
+                ).table_valued("uid", "image_id").render_derived(name="found")
+                conn.execute(update(uploads).where(uploads.c.id == found.c.uid).values(
+                    status=status, outcome=outcome, image_id=found.c.image_id))
 
     @retried
     def expired(self, before: datetime, statuses: Sequence[str]) -> list[Upload]:
