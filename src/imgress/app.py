@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -60,6 +61,17 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
                                lanes={"run_download": settings.download_workers})
 
 
+def make_pipeline(settings: Settings) -> Pipeline:
+    if not settings.orientation_detect:
+        return Pipeline(settings.presets, settings.variant_format, settings.variant_quality)
+    from imgress.imaging import orientation
+
+    tag = hashlib.sha256(orientation.WEIGHTS.read_bytes()).hexdigest()[:8]
+    return Pipeline(settings.presets, settings.variant_format, settings.variant_quality,
+                    detector=orientation.detect, threshold=settings.orientation_threshold,
+                    detector_tag=tag)
+
+
 @dataclass(frozen=True, slots=True)
 class Components:
     """Everything the HTTP app, the worker and the tests are built from."""
@@ -89,7 +101,7 @@ def build_service(settings: Settings) -> Components:
                           limits=UploadLimits.from_settings(settings))
     processor = ImageProcessor(
         repo, storage, dispatcher,
-        Pipeline(settings.presets, settings.variant_format, settings.variant_quality),
+        make_pipeline(settings),
         lease_seconds=settings.processing_lease_seconds,
     )
     direct = DirectUploads(

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     variants: Annotated[tuple[str, ...], NoDecode] = ("thumb:256x256", "web:1920x1080")
     variant_format: ImageFormat = "webp"
     variant_quality: int = Field(80, ge=1, le=100)
+    orientation_detect: bool = True
+    orientation_threshold: float = Field(0.9, ge=0.0, le=1.0)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"

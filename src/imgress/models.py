@@ -39,6 +39,16 @@ def variant_key(sha256: str, name: str, fingerprint: str, fmt: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Orientation:
+    """What the rotation model found: `angle` clockwise to upright (None: it could not
+    judge, e.g. a tiny or single-colour image), and whether the variants were turned."""
+
+    angle: int | None
+    confidence: float | None
+    applied: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Variant:
     name: str
     key: str
@@ -71,6 +81,7 @@ class Image:
     variants: dict[str, Variant] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
     request_id: str | None = None
+    orientation: Orientation | None = None  # set once processed
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -88,9 +99,9 @@ class Image:
             ),
             "orientation": {
                 "exif": self.exif_orientation,
-                "applied": False,
-                "detected_angle": None,
-                "confidence": None,
+                "applied": bool(self.orientation and self.orientation.applied),
+                "detected_angle": self.orientation.angle if self.orientation else None,
+                "confidence": self.orientation.confidence if self.orientation else None,
             },
             "variants": {
                 name: {

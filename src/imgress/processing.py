@@ -17,7 +17,7 @@ from imgress.db.repository import Repository
 from imgress.errors import ImgressError
 from imgress.imaging.pipeline import Pipeline
 from imgress.jobs.base import Dispatcher
-from imgress.models import Location, Variant, original_key, variant_key
+from imgress.models import Location, Orientation, Variant, original_key, variant_key
 from imgress.storage.base import Storage
 
 log = structlog.get_logger("imgress.processing")
@@ -36,14 +36,16 @@ class ImageProcessor:
             return
         log_ = log.bind(image_id=image_id, request_id=image.request_id)
         try:
-            variants = self._cached_variants(image.sha256)
-            if variants is None:
-                variants = self._render(image.sha256)
+            cached = self._cached_variants(image.sha256)
+            if cached is None:
+                variants, orientation = self._render(image.sha256)
             else:
+                variants, orientation = cached
                 metrics.RESULT_CACHE_HITS.inc()
-            self.repo.finish(image_id, variants=variants)
+            self.repo.finish(image_id, variants=variants, orientation=orientation)
             metrics.PROCESSED.labels("ready", "").inc()
-            log_.info("image_ready")
+            log_.info("image_ready", detected_angle=orientation and orientation.angle,
+                      applied=bool(orientation and orientation.applied))
         except ImgressError as exc:
             self.repo.finish(image_id, error=(exc.code, exc.message))
             metrics.PROCESSED.labels("failed", exc.code).inc()
@@ -53,18 +55,18 @@ class ImageProcessor:
             self.repo.finish(image_id, error=("internal_error", "processing crashed"))
             metrics.PROCESSED.labels("failed", "internal_error").inc()
 
-    def _cached_variants(self, sha256: str) -> dict[str, Variant] | None:
-        ready = self.repo.ready_variants(sha256)
-        wanted = {}
-        for preset in self.pipeline.presets:
-            key = variant_key(sha256, preset.name, self.pipeline.fingerprint(preset),
-                              self.pipeline.fmt)
-            if preset.name not in ready or ready[preset.name].key != key:
-                return None
-            wanted[preset.name] = ready[preset.name]
-        return wanted
+    def _cached_variants(self, sha256: str
+                         ) -> tuple[dict[str, Variant], Orientation | None] | None:
+        """A rendering of the same bytes with the same fingerprints (so the same model
+        and threshold), with the orientation found for it."""
+        keys = {p.name: variant_key(sha256, p.name, self.pipeline.fingerprint(p),
+                                    self.pipeline.fmt) for p in self.pipeline.presets}
+        for ready, orientation in self.repo.ready_variants(sha256):
+            if all(name in ready and ready[name].key == key for name, key in keys.items()):
+                return {name: ready[name] for name in keys}, orientation
+        return None
 
-    def _render(self, sha256: str) -> dict[str, Variant]:
+    def _render(self, sha256: str) -> tuple[dict[str, Variant], Orientation | None]:
         with self._local_original(sha256) as source, tempfile.TemporaryDirectory(
             dir=self.storage.spool_dir(), prefix="render-"
         ) as out_dir:
@@ -77,7 +79,12 @@ class ImageProcessor:
                 key = variant_key(sha256, r.name, self.pipeline.fingerprint(preset), r.format)
                 self.storage.put(key, r.path)
                 variants[r.name] = Variant(r.name, key, r.width, r.height, r.format, r.size)
-        return variants
+        found = ctx.detection
+        orientation = None
+        if self.pipeline.detector is not None:
+            orientation = Orientation(found.angle if found else None,
+                                      found.confidence if found else None, ctx.applied)
+        return variants, orientation
 
     @contextmanager
     def _local_original(self, sha256: str) -> Iterator[Path]:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from imgress.db.arrays import insert_unnest, one_of
 from imgress.db.retry import retried
 from imgress.db.schema import images, job_items, jobs
-from imgress.models import Image, Job, JobItem, Variant, utcnow
+from imgress.models import Image, Job, JobItem, Orientation, Variant, utcnow
 
 
 def _variants_to_json(variants: dict[str, Variant]) -> dict[str, Any]:
@@ -29,8 +29,23 @@ def _row_to_image(row: Any) -> Image:
         status=m["status"], exif_orientation=m["exif_orientation"],
         error_code=m["error_code"], error_message=m["error_message"],
         variants={name: Variant(name=name, **v) for name, v in (m["variants"] or {}).items()},
-        created_at=created, request_id=m["request_id"],
+        created_at=created, request_id=m["request_id"], orientation=_orientation(m),
     )
+
+
+def _orientation(m: Any) -> Orientation | None:
+    if m["orientation_applied"] is None:
+        return None
+    return Orientation(m["detected_angle"], m["orientation_confidence"],
+                       bool(m["orientation_applied"]))
+
+
+def _orientation_values(found: Orientation | None) -> dict[str, Any]:
+    if found is None:
+        return {"detected_angle": None, "orientation_confidence": None,
+                "orientation_applied": None}
+    return {"detected_angle": found.angle, "orientation_confidence": found.confidence,
+            "orientation_applied": found.applied}
 
 
 def _image_to_row(img: Image) -> dict[str, Any]:
@@ -218,31 +233,30 @@ class Repository:
     @retried
     def finish(
         self, image_id: str, *, variants: dict[str, Variant] | None = None,
-        error: tuple[str, str] | None = None,
+        error: tuple[str, str] | None = None, orientation: Orientation | None = None,
     ) -> None:
         values: dict[str, Any] = {"updated_at": utcnow()}
         if error:
             values.update(status="failed", error_code=error[0], error_message=error[1])
         else:
             values.update(status="ready", variants=_variants_to_json(variants or {}),
-                          error_code=None, error_message=None)
+                          error_code=None, error_message=None,
+                          **_orientation_values(orientation))
         with self.engine.begin() as conn:
             conn.execute(update(images).where(images.c.id == image_id).values(**values))
 
     @retried
-    def ready_variants(self, sha256: str) -> dict[str, Variant]:
-        """Variants already rendered for these bytes by any record (the result cache)."""
-        found: dict[str, Variant] = {}
+    def ready_variants(self, sha256: str) -> list[tuple[dict[str, Variant], Orientation | None]]:
+        """Renderings already made for these bytes by any record (the result cache),
+        each with the orientation found for it."""
         with self._read() as conn:
             rows = conn.execute(
-                select(images.c.variants).where(
-                    images.c.sha256 == sha256, images.c.status == "ready"
-                )
+                select(images.c.variants, images.c.detected_angle,
+                       images.c.orientation_confidence, images.c.orientation_applied)
+                .where(images.c.sha256 == sha256, images.c.status == "ready")
             )
-            for (variants,) in rows:
-                for name, v in (variants or {}).items():
-                    found.setdefault(name, Variant(name=name, **v))
-        return found
+            return [({name: Variant(name=name, **v) for name, v in (r.variants or {}).items()},
+                     _orientation(r._mapping)) for r in rows]
 
     @retried
     def unfinished_ids(self) -> list[str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,6 +40,10 @@ images = Table(
     Column("request_id", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Rotation found from the content (null until processed, or when it can't judge).
+    Column("detected_angle", Integer, nullable=True),
+    Column("orientation_confidence", Float, nullable=True),
+    Column("orientation_applied", Boolean, nullable=True),
     # Deduplication is per owner: the same bytes from one key give one record.
     UniqueConstraint("owner", "sha256", name="uq_images_owner_sha256"),
     Index("ix_images_owner_created", "owner", "created_at", "id"),

@@ -16,7 +16,10 @@ import pyvips
 
 from imgress.config import VariantPreset
 from imgress.errors import ProcessingError
+from imgress.imaging.orientation import Detection
 from imgress.imaging.probe import Header, _first_line, read_header
+
+Detector = Callable[[pyvips.Image], Detection | None]
 
 PIPELINE_VERSION = "1"
 _SAVE_OPTIONS: dict[str, dict[str, object]] = {
@@ -44,8 +47,12 @@ class Context:
     presets: Sequence[VariantPreset]
     fmt: str
     quality: int
+    detector: Detector | None = None
+    threshold: float = 1.0
     header: Header | None = None
     image: pyvips.Image | None = None
+    detection: Detection | None = None
+    applied: bool = False
     renditions: list[Rendition] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -105,6 +112,18 @@ def step_base(ctx: Context) -> None:
     ctx.image = ctx.image.thumbnail_image(box_w, height=box_h, size="down").copy_memory()
 
 
+def step_detect(ctx: Context) -> None:
+    """Judge from the content whether the EXIF-upright picture is still turned, and turn
+    it when the model is sure enough. Runs on the small base: the model needs 48 px."""
+    if ctx.detector is None or ctx.image is None:
+        return
+    ctx.detection = ctx.detector(ctx.image)
+    found = ctx.detection
+    if found is not None and found.angle and found.confidence >= ctx.threshold:
+        ctx.image = ctx.image.rot(f"d{found.angle}")  # libvips turns clockwise
+        ctx.applied = True
+
+
 def step_variants(ctx: Context) -> None:
     assert ctx.image is not None
     save = dict(_SAVE_OPTIONS.get(ctx.fmt, {}), Q=ctx.quality, keep="none")
@@ -129,22 +148,30 @@ STEPS: tuple[tuple[str, Callable[[Context], None]], ...] = (
     ("base", step_base),
     ("colour", step_colour),  # on the small base: an ICC transform costs per pixel
     ("orient", step_orient),
+    ("detect", step_detect),
     ("variants", step_variants),
 )
 
 
 class Pipeline:
-    def __init__(self, presets: Sequence[VariantPreset], fmt: str, quality: int):
+    def __init__(self, presets: Sequence[VariantPreset], fmt: str, quality: int, *,
+                 detector: Detector | None = None, threshold: float = 1.0,
+                 detector_tag: str = ""):
+        """`detector_tag` names the model (and the threshold names the policy): both
+        change what the variants look like, so both are part of the fingerprint."""
         self.presets, self.fmt, self.quality = tuple(presets), fmt, quality
+        self.detector, self.threshold = detector, threshold
+        self.detector_tag = f"{detector_tag}@{threshold:g}" if detector else "off"
 
     def fingerprint(self, preset: VariantPreset) -> str:
         """Names a rendering: the same bytes and fingerprint never render twice."""
-        spec = f"{PIPELINE_VERSION}|{preset}|{self.fmt}|{self.quality}"
+        spec = f"{PIPELINE_VERSION}|{preset}|{self.fmt}|{self.quality}|{self.detector_tag}"
         return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
     def render(self, source: Path, out_dir: Path) -> Context:
         ctx = Context(source=source, out_dir=out_dir, presets=self.presets,
-                      fmt=self.fmt, quality=self.quality)
+                      fmt=self.fmt, quality=self.quality, detector=self.detector,
+                      threshold=self.threshold)
         for name, step in STEPS:
             started = time.perf_counter()
             try:

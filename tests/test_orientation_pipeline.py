@@ -1,0 +1,86 @@
+"""Rotation detection inside processing: the record reports it, variants are turned only
+above the operator's threshold, and the switch turns it off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+import pyvips
+
+from conftest import Server, corpus_dir, make_jpeg, upload
+
+PHOTO = "exif-orientation-examples/Landscape_1.jpg"  # never trained on (bench/orientation.py)
+
+
+def _turned_jpegs() -> tuple[bytes, bytes]:
+    root = corpus_dir()
+    if root is None:
+        pytest.skip("IMGRESS_CORPUS not set: this test judges a photo of the test corpus")
+    upright = pyvips.Image.thumbnail(str(root / PHOTO), 1200).copy_memory()
+    assert upright.width > upright.height
+    save = {"Q": 90, "keep": "none"}  # no EXIF: only the content can tell
+    return (upright.jpegsave_buffer(**save), upright.rot("d90").jpegsave_buffer(**save))
+
+
+def _process(srv: Server, *files: tuple[str, bytes]) -> list[dict]:
+    with srv.client() as c:
+        items = upload(c, *files).json()["items"]
+    return srv.wait_finished([i["image"]["id"] for i in items])
+
+
+def _thumb_size(srv: Server, record: dict) -> tuple[int, int]:
+    data = httpx.get(srv.base_url + record["variants"]["thumb"]["url"]).content
+    image = pyvips.Image.new_from_buffer(data, "")
+    return image.width, image.height
+
+
+def test_turned_photo_is_detected_and_its_variants_turned(tmp_path: Path) -> None:
+    upright, turned = _turned_jpegs()
+    srv = Server(tmp_path / "data", IMGRESS_ORIENTATION_THRESHOLD="0.5").start()
+    try:
+        straight, sideways, tiny = _process(
+            srv, ("upright.jpg", upright), ("sideways.jpg", turned),
+            ("tiny.jpg", make_jpeg(16, 16, seed=3)))
+        assert straight["status"] == sideways["status"] == tiny["status"] == "ready"
+        assert straight["orientation"] == {"exif": None, "applied": False,
+                                           "detected_angle": 0,
+                                           "confidence": straight["orientation"]["confidence"]}
+        found = sideways["orientation"]
+        assert found["detected_angle"] == 270 and found["applied"] is True
+        assert 0.5 <= found["confidence"] <= 1
+        assert sideways["width"] < sideways["height"]  # the record keeps the file's shape
+        thumb_w, thumb_h = _thumb_size(srv, sideways)
+        assert thumb_w > thumb_h  # ...but the variants are turned upright
+        assert sideways["variants"]["thumb"]["width"] == thumb_w
+        assert tiny["orientation"]["detected_angle"] is None
+        assert tiny["orientation"]["applied"] is False
+    finally:
+        srv.stop()
+
+
+def test_below_threshold_only_reports_and_switch_turns_it_off(tmp_path: Path) -> None:
+    _, turned = _turned_jpegs()
+    strict = Server(tmp_path / "strict", IMGRESS_ORIENTATION_THRESHOLD="1.0").start()
+    try:
+        (record,) = _process(strict, ("sideways.jpg", turned))
+    finally:
+        strict.stop()
+    assert record["orientation"]["detected_angle"] == 270
+    assert record["orientation"]["applied"] is False
+    assert _thumb_size_from_record(record) == "portrait"
+
+    off = Server(tmp_path / "off", IMGRESS_ORIENTATION_DETECT="false").start()
+    try:
+        (record,) = _process(off, ("sideways.jpg", turned))
+    finally:
+        off.stop()
+    assert record["orientation"] == {"exif": None, "applied": False, "detected_angle": None,
+                                     "confidence": None}
+    assert _thumb_size_from_record(record) == "portrait"
+
+
+def _thumb_size_from_record(record: dict) -> str:
+    thumb = record["variants"]["thumb"]
+    return "portrait" if thumb["width"] < thumb["height"] else "landscape"
