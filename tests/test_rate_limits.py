@@ -23,7 +23,7 @@ def test_limit_per_key_with_retry_after(tmp_path: Path) -> None:
             assert 1 <= int(refused.headers["retry-after"]) <= 60
             assert b.get("/v1/images").status_code == 200  # another key is unaffected
             metrics = a.get("/metrics").text
-        assert "imgress_rate_limited_total 1.0" in metrics
+        assert 'imgress_rate_limited_total{scope="api"} 1.0' in metrics
     finally:
         srv.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from imgress import logs
 from imgress.api import delivery, downloads, images, ops, orientation, uploads, web
 from imgress.api import direct as direct_api
 from imgress.api.deps import RequestContext, install_error_handlers
+from imgress.backlog import BacklogCollector
 from imgress.config import Settings, load_settings, parse_s3_url
 from imgress.db.download_repository import DownloadRepository
 from imgress.db.engine import make_engine
@@ -31,6 +33,7 @@ from imgress.keys import load_or_create, load_or_create_secret
 from imgress.limits import UploadLimits
 from imgress.processing import ImageProcessor
 from imgress.ratelimit import RateLimiter
+from imgress.readiness import Readiness, service_checks
 from imgress.service import ImageService
 from imgress.storage.base import Storage
 from imgress.storage.local import LocalStorage
@@ -147,8 +150,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         upgrade(settings.resolved_database_url)  # serialized by a lock on PostgreSQL
         dispatcher.start(parts.handlers)
-        recovered = processor.recover(exclusive=not settings.broker_url)
-        recovered += downloads_svc.recover(exclusive=not settings.broker_url)
+        # Exclusive: this process is the only worker (embedded default, one process).
+        exclusive = not settings.broker_url and os.environ.get("IMGRESS_PROCESSES", "1") == "1"
+        recovered = processor.recover(exclusive=exclusive)
+        recovered += downloads_svc.recover(exclusive=exclusive)
         log.info("started", recovered=recovered, workers=settings.workers)
         housekeeping = [
             asyncio.create_task(_periodic(direct.cleanup, settings.upload_cleanup_seconds)),
@@ -168,6 +173,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.direct, app.state.public_url = direct, settings.public_url
     app.state.downloads = downloads_svc
     app.state.settings = settings
+    app.state.readiness = Readiness(service_checks(svc))
+    app.state.backlog = BacklogCollector(svc.repo.engine)
     app.state.rate_limiter = RateLimiter(settings.rate_limit,
                                          settings.resolved_rate_limit_storage)
     install_error_handlers(app)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from imgress import metrics
 from imgress.db.download_repository import DownloadRepository
 from imgress.db.repository import Repository
 from imgress.downloads import archive, names
@@ -74,10 +76,14 @@ class DownloadService:
         items = [self._item(n, w) for n, w in enumerate(wanted)]
         self.repo.create(job, items)
         refused = [i for i in items if i.status == "failed"]
+        metrics.DOWNLOAD_JOBS.labels("created").inc()
         for item in refused:  # refused at the door: final now, so events report them
             self.repo.finish(job.id, item)
+            _count(item)
         if len(refused) < len(items):
             self.dispatcher.submit("run_download", job.id)
+        else:  # every item refused at the door: finished already
+            metrics.DOWNLOAD_JOBS.labels("finished").inc()
         log.info("download_created", download_id=job.id, items=len(items),
                  refused=len(refused), request_id=request_id)
         return job
@@ -152,6 +158,8 @@ class DownloadService:
             job = self.repo.get(job_id, with_items=False) or job
             log_.info("download_finished", done=job.counts.get("done", 0),
                       failed=job.counts.get("failed", 0), bytes=job.bytes)
+            if job.status not in ("queued", "running"):
+                metrics.DOWNLOAD_JOBS.labels("finished").inc()
         finally:
             self.repo.release(job_id)
 
@@ -175,6 +183,7 @@ class DownloadService:
                    budget: ByteBudget, slots: asyncio.Semaphore) -> None:
         async with slots:
             await asyncio.to_thread(self.repo.set_running, job.id, item.index)
+            started = time.perf_counter()
             try:
                 if item.kind == "image":
                     await asyncio.to_thread(self._stored, job, item)
@@ -187,6 +196,10 @@ class DownloadService:
                 _fail(item, ImgressError(f"internal error: {type(exc).__name__}",
                                          code="internal_error"))
             await asyncio.to_thread(self.repo.finish, job.id, item)
+            _count(item)
+            if item.kind == "url":
+                metrics.DOWNLOAD_FETCH_SECONDS.labels(item.status).observe(
+                    time.perf_counter() - started)
             log.info("download_item", download_id=job.id, index=item.index,
                      status=item.status, bytes=item.bytes, error=item.error_code,
                      host=urlsplit(item.source).hostname if item.kind == "url" else None,
@@ -259,6 +272,12 @@ class DownloadService:
 def _fail(item: DownloadItem, exc: ImgressError) -> None:
     item.status, item.error_code, item.error_message = "failed", exc.code, exc.message
     item.storage_key, item.bytes = None, 0
+
+
+def _count(item: DownloadItem) -> None:
+    """Metrics of one finished item: result, reason (an error code: a bounded set)."""
+    metrics.DOWNLOAD_ITEMS.labels(item.status, item.error_code or "").inc()
+    metrics.DOWNLOAD_BYTES.inc(item.bytes or 0)
 
 
 def _shown(source: str) -> str:

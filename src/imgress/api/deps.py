@@ -41,7 +41,7 @@ def require_owner(request: Request) -> str:
     try:
         limiter.check(owner, "api")
     except RateLimited:
-        metrics.RATE_LIMITED.inc()
+        metrics.RATE_LIMITED.labels("api").inc()
         raise
     return owner
 
@@ -117,6 +117,8 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # The route template (/v1/images/{image_id}), never the raw path or query:
+            # a bounded label, and no ids or tokens in the log.
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             metrics.REQUESTS.labels(scope["method"], template, f"{status // 100}xx").inc()

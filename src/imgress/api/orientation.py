@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
 
+from imgress import metrics
 from imgress.api.deps import require_owner, service
 from imgress.api.multipart import MultipartStream
 from imgress.errors import BadRequest, ImgressError, Unprocessable
@@ -68,7 +70,11 @@ def _judge(path: Path, limits: UploadLimits) -> dict[str, Any]:
 
     header = read_header(path)  # RejectedPart (422) when the header is unreadable
     limits.check_pixels(header.width, header.height)
+    started = time.perf_counter()
     found = orientation.detect_file(path)  # None: too small or flat to judge
+    metrics.observe_orientation(found.angle if found else None,
+                                found.confidence if found else None,
+                                time.perf_counter() - started)
     return {
         "detected_angle": found.angle if found else None,
         "confidence": found.confidence if found else None,

@@ -36,8 +36,11 @@ def cli() -> None:
 @click.option("--workers", type=int, default=None, help="Processing threads.")
 @click.option("--no-auth", is_flag=True, default=False,
               help="Accept requests without an API key (same as IMGRESS_AUTH=false).")
+@click.option("--processes", type=click.IntRange(1, 64), default=1, envvar="IMGRESS_PROCESSES",
+              show_default=True, help="Server processes (IMGRESS_PROCESSES); metrics are "
+                                      "summed over them.")
 def serve(host: str | None, port: int | None, data_dir: Path | None, workers: int | None,
-          no_auth: bool) -> None:
+          no_auth: bool, processes: int) -> None:
     """Run the API, the web page and (embedded default) the background workers."""
     from granian import Granian
     from granian.constants import Interfaces
@@ -61,12 +64,29 @@ def serve(host: str | None, port: int | None, data_dir: Path | None, workers: in
         "IMGRESS_DATA_DIR": str(settings.data_dir.resolve()),
         "IMGRESS_WORKERS": str(settings.workers),
         "IMGRESS_AUTH": "true" if settings.auth else "false",
+        "IMGRESS_PROCESSES": str(processes),
     })
+    if processes > 1:
+        _multiprocess_metrics(settings.data_dir.resolve())
     click.echo(f"imgress: serving on http://{settings.host}:{settings.port}", err=True)
     Granian(
         "imgress.app:create_app", factory=True, address=settings.host, port=settings.port,
-        interface=Interfaces.ASGI, workers=1, log_access=False, log_level="warning",
+        interface=Interfaces.ASGI, workers=processes, log_access=False, log_level="warning",
     ).serve()
+
+
+def _multiprocess_metrics(data_dir: Path) -> None:
+    """Several server processes: each keeps its metric values in files in one folder
+    and /metrics sums them. A folder of this run, emptied now (values of a past run
+    would be summed in); an operator's own PROMETHEUS_MULTIPROC_DIR is used as given."""
+    import shutil
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = data_dir / "run" / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
 
 @cli.command()
@@ -106,6 +126,10 @@ def worker(data_dir: Path | None, concurrency: int | None, queues: str | None) -
         sys.exit(2)
     logs.configure(settings.log_level, settings.log_format)
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatter at INFO
+    if port := os.environ.get("IMGRESS_METRICS_PORT"):
+        from imgress.metrics import start_worker_server
+
+        start_worker_server(int(port))  # Prometheus scrapes each worker here
     parts = build_service(settings)
     dispatcher = parts.dispatcher
     assert isinstance(dispatcher, CeleryDispatcher)

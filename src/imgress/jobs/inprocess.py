@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import structlog
 
+from imgress import metrics
 from imgress.jobs.base import TaskHandler, check_handlers
 
 log = structlog.get_logger("imgress.jobs")
@@ -62,6 +63,7 @@ class InProcessDispatcher:
         if task not in self._handlers:
             raise KeyError(f"no handler for task {task!r}")
         lane = self._lane(task)
+        metrics.QUEUE_DEPTH.inc(len(ids))  # kept live, so every process's value is current
         for item_id in ids:
             lane.queue.put((task, item_id))
 
@@ -77,6 +79,7 @@ class InProcessDispatcher:
             except Exception:  # a worker never dies of one task
                 log.exception("task_crashed", task=task, id=item_id)
             finally:
+                metrics.QUEUE_DEPTH.dec()
                 with self._lock:
                     self._busy -= 1
 
@@ -95,6 +98,7 @@ class InProcessDispatcher:
             while True:
                 try:
                     lane.queue.get_nowait()
+                    metrics.QUEUE_DEPTH.dec()
                 except queue.Empty:
                     break
             for _ in lane.threads:

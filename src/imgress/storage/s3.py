@@ -27,6 +27,8 @@ class S3Storage:
                  spool_root: Path | None = None, retries: int = 8):
         self.bucket, self.prefix = bucket, prefix
         self.public_url = public_url.rstrip("/") if public_url else None
+        self._endpoint, self._region = endpoint_url, region or "us-east-1"
+        self._probe_client: object | None = None
         self._client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
             # SigV4: presigned PUTs bind Content-Length and Content-Type (V2 cannot).
@@ -100,6 +102,17 @@ class S3Storage:
 
     def spool_dir(self) -> Path:
         return self._spool
+
+    def probe(self) -> None:
+        """Readiness: is the bucket reachable now? One try, short timeouts (the main
+        client retries for up to a minute, which a probe polled every second must not)."""
+        if self._probe_client is None:
+            self._probe_client = boto3.client(
+                "s3", endpoint_url=self._endpoint, region_name=self._region,
+                config=Config(retries={"max_attempts": 1, "mode": "standard"},
+                              connect_timeout=1, read_timeout=1,
+                              signature_version="s3v4", s3={"addressing_style": "path"}))
+        self._probe_client.head_bucket(Bucket=self.bucket)  # type: ignore[attr-defined]
 
 
 def _translate(exc: ClientError, key: str) -> Exception:
