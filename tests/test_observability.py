@@ -328,3 +328,41 @@ def test_two_processes_sum_their_counters(tmp_path: Path) -> None:
                          route="/healthz", status_class="2xx") == requests
     finally:
         srv.stop()
+
+
+def test_celery_worker_serves_its_metrics(broker: str, tmp_path: Path) -> None:
+    from test_celery import start_worker, stop
+
+    port = free_port()
+    srv = Server(tmp_path / "data", IMGRESS_BROKER_URL=broker).start()
+    worker = start_worker(srv.data_dir, tmp_path / "worker.log", "--queues", "process",
+                          IMGRESS_METRICS_PORT=str(port))
+    try:
+        with srv.client() as c:
+            r = upload(c, ("w.jpg", make_jpeg(90, 60, seed=9300)),
+                       headers={"X-Request-ID": "req-obs-celery"})
+            srv.wait_finished([r.json()["items"][0]["image"]["id"]])
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        samples = {(s.name, frozenset(s.labels.items())): s.value
+                   for f in text_string_to_metric_families(text) for s in f.samples}
+        assert value(samples, "imgress_processed_total", result="ready", code="") == 1
+        worker_log = (tmp_path / "worker.log").read_text()
+        assert '"request_id": "req-obs-celery"' in worker_log
+    finally:
+        stop(worker)
+        srv.stop()
+
+
+def test_dashboard_uses_only_metrics_that_exist() -> None:
+    import re
+
+    from prometheus_client import REGISTRY
+
+    import imgress.metrics  # noqa: F401  (registers the metrics)
+
+    known = {f.name for f in REGISTRY.collect()} | {"imgress_images",
+                                                    "imgress_oldest_pending_seconds"}
+    board = (Path(__file__).parents[1] / "deploy" / "grafana" / "imgress.json").read_text()
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", m)
+            for m in re.findall(r"imgress_[a-z_]+", board)} - {"imgress"}
+    assert used and used <= known, used - known

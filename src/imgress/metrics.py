@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from prometheus_client import (
     REGISTRY,
@@ -135,3 +136,9 @@ def start_worker_server(port: int) -> None:
         start_http_server(port, registry=registry)
     else:
         start_http_server(port)
+
+
+def observe_wait(created_at: datetime) -> None:
+    """Lag of one image: from its upload to a worker claiming it."""
+    aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+    PROCESS_WAIT_SECONDS.observe(max(0.0, (datetime.now(UTC) - aware).total_seconds()))
