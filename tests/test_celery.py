@@ -97,8 +97,8 @@ def test_readyz_names_a_dead_broker(tmp_path: Path) -> None:
 
 def test_worker_on_rabbitmq(rabbitmq: str, tmp_path: Path) -> None:
     srv = Server(tmp_path / "data", IMGRESS_BROKER_URL=rabbitmq).start()
-    worker = start_worker(srv.data_dir, tmp_path / "worker.log", "--queues", "process",
-                          broker=rabbitmq)
+    worker = start_worker(srv.data_dir, tmp_path / "worker.log",
+                          "--queues", "process,orientation", broker=rabbitmq)
     try:
         with srv.client() as c:
             assert c.get("/readyz").json()["checks"]["queue"] == "ok"

@@ -3,6 +3,7 @@ above the operator's threshold, and the switch turns it off."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -84,3 +85,35 @@ def test_below_threshold_only_reports_and_switch_turns_it_off(tmp_path: Path) ->
 def _thumb_size_from_record(record: dict) -> str:
     thumb = record["variants"]["thumb"]
     return "portrait" if thumb["width"] < thumb["height"] else "landscape"
+
+
+def test_scale_out_runs_inference_on_its_own_queue(broker: str, tmp_path: Path) -> None:
+    """With Celery, new images go to `imgress.orientation` first: a worker on that queue
+    alone judges them (nothing rendered yet); a rendering worker then turns the variants."""
+    from test_celery import start_worker, stop
+
+    _, turned = _turned_jpegs()
+    env = {"IMGRESS_ORIENTATION_THRESHOLD": "0.5"}
+    srv = Server(tmp_path / "data", IMGRESS_BROKER_URL=broker, **env).start()
+    inference = start_worker(srv.data_dir, tmp_path / "w1.log", "--queues", "orientation", **env)
+    renderer = None
+    try:
+        with srv.client() as c:
+            (item,) = upload(c, ("sideways.jpg", turned)).json()["items"]
+            deadline = time.monotonic() + 60
+            while (record := c.get(f"/v1/images/{item['image']['id']}").json())[
+                    "orientation"]["detected_angle"] is None:
+                assert time.monotonic() < deadline, (tmp_path / "w1.log").read_text()
+                time.sleep(0.1)
+        assert record["status"] == "pending" and record["variants"] == {}
+        assert record["orientation"]["detected_angle"] == 270
+        assert record["orientation"]["applied"] is False  # judged, not yet rendered
+        renderer = start_worker(srv.data_dir, tmp_path / "w2.log", "--queues", "process", **env)
+        (done,) = srv.wait_finished([record["id"]], timeout=90)
+    finally:
+        stop(inference)
+        if renderer is not None:
+            stop(renderer)
+        srv.stop()
+    assert done["status"] == "ready" and done["orientation"]["applied"] is True
+    assert _thumb_size_from_record(done) == "landscape"

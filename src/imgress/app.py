@@ -89,6 +89,7 @@ class Components:
     def handlers(self) -> dict[str, TaskHandler]:
         """Every task name and the use case that runs it (in-process or on a worker)."""
         return {"process_image": self.processor.process_image,
+                "detect_orientation": self.processor.detect_orientation,
                 "run_download": self.downloads.run}
 
 
@@ -100,8 +101,13 @@ def build_service(settings: Settings) -> Components:
                          pool_timeout=settings.db_pool_timeout)
     dispatcher = make_dispatcher(settings)
     repo, storage = Repository(engine), make_storage(settings)
+    # Scale-out: inference on its own queue ahead of rendering; embedded: inline, on the
+    # base image rendering decodes anyway (no second decode).
+    queued_inference = bool(settings.broker_url) and settings.orientation_detect
     images = ImageService(repo=repo, storage=storage, dispatcher=dispatcher,
-                          limits=UploadLimits.from_settings(settings))
+                          limits=UploadLimits.from_settings(settings),
+                          first_task="detect_orientation" if queued_inference
+                          else "process_image")
     processor = ImageProcessor(
         repo, storage, dispatcher,
         make_pipeline(settings),

@@ -15,6 +15,7 @@ import structlog
 from imgress import metrics
 from imgress.db.repository import Repository
 from imgress.errors import ImgressError
+from imgress.imaging.orientation import Detection
 from imgress.imaging.pipeline import Pipeline
 from imgress.jobs.base import Dispatcher
 from imgress.models import Location, Orientation, Variant, original_key, variant_key
@@ -38,7 +39,10 @@ class ImageProcessor:
         try:
             cached = self._cached_variants(image.sha256)
             if cached is None:
-                variants, orientation = self._render(image.sha256)
+                known = image.orientation
+                variants, orientation = self._render(image.sha256, Detection(
+                    known.angle, known.confidence or 0.0) if known and known.angle is not None
+                    else None)
             else:
                 variants, orientation = cached
                 metrics.RESULT_CACHE_HITS.inc()
@@ -66,11 +70,35 @@ class ImageProcessor:
                 return {name: ready[name] for name in keys}, orientation
         return None
 
-    def _render(self, sha256: str) -> tuple[dict[str, Variant], Orientation | None]:
+    def detect_orientation(self, image_id: str) -> None:
+        """Scale-out: rotation inference on a queue of its own (scaled apart from
+        rendering), then the image goes on to `process_image`. Whatever happens here,
+        the image is handed on: rendering judges it inline when no answer was saved."""
+        image = self.repo.get_image(image_id)
+        if image is None or image.status not in ("pending", "processing"):
+            return
+        try:
+            if image.orientation is None and self.pipeline.detector is not None:
+                found = self.repo.known_orientation(image.sha256)
+                if found is None:
+                    with self._local_original(image.sha256) as source:
+                        seen = self.pipeline.detect_source(source)
+                    found = Orientation(seen.angle if seen else None,
+                                        seen.confidence if seen else None, False)
+                self.repo.save_orientation(image_id, found)
+                log.info("orientation_detected", image_id=image_id, angle=found.angle,
+                         confidence=found.confidence, request_id=image.request_id)
+        except Exception:
+            log.exception("orientation_crashed", image_id=image_id)
+        finally:
+            self.dispatcher.submit("process_image", image_id)
+
+    def _render(self, sha256: str, known: Detection | None = None
+                ) -> tuple[dict[str, Variant], Orientation | None]:
         with self._local_original(sha256) as source, tempfile.TemporaryDirectory(
             dir=self.storage.spool_dir(), prefix="render-"
         ) as out_dir:
-            ctx = self.pipeline.render(source, Path(out_dir))
+            ctx = self.pipeline.render(source, Path(out_dir), known)
             for step, seconds in ctx.timings.items():
                 metrics.PROCESS_STEP_SECONDS.labels(step).observe(seconds)
             variants = {}

@@ -76,9 +76,11 @@ class PartResult:
 
 class ImageService:
     def __init__(self, repo: Repository, storage: Storage, dispatcher: Dispatcher,
-                 limits: UploadLimits):
+                 limits: UploadLimits, first_task: str = "process_image"):
+        """`first_task`: where new images go first (rendering, or rotation inference
+        on its own queue in scale-out)."""
         self.repo, self.storage, self.dispatcher = repo, storage, dispatcher
-        self.limits = limits
+        self.limits, self.first_task = limits, first_task
         self._locations: OrderedDict[tuple[str, str], tuple[str, str, str]] = OrderedDict()
         self._locations_lock = threading.Lock()
         self._io = ThreadPoolExecutor(16, thread_name_prefix="imgress-io")
@@ -146,7 +148,7 @@ class ImageService:
             (seq, r.image.id, r.filename) for seq, r in zip(seqs, results, strict=True) if r.image
         ])
         if inserted:
-            self.dispatcher.submit("process_image", *(i.id for i in fresh if i.id in inserted))
+            self.dispatcher.submit(self.first_task, *(i.id for i in fresh if i.id in inserted))
         return results
 
     def open_job(self, owner: str, request_id: str | None, kind: str = "upload") -> str:

@@ -168,9 +168,25 @@ class Pipeline:
         spec = f"{PIPELINE_VERSION}|{preset}|{self.fmt}|{self.quality}|{self.detector_tag}"
         return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
-    def render(self, source: Path, out_dir: Path) -> Context:
+    def detect_source(self, source: Path) -> Detection | None:
+        """Rotation from a small preview (shrink-on-load, EXIF applied): the inference
+        task of scale-out, which runs ahead of rendering on a queue of its own."""
+        if self.detector is None:
+            return None
+        try:
+            preview = pyvips.Image.thumbnail(str(source), 256, height=256, size="down")
+            return self.detector(preview)
+        except pyvips.Error:
+            return None  # rendering will fail it with a proper code
+
+    def render(self, source: Path, out_dir: Path, known: Detection | None = None
+               ) -> Context:
+        """`known`: a detection made earlier (the inference task); not made again."""
+        detector = self.detector
+        if known is not None and detector is not None:
+            detector = lambda _image: known  # noqa: E731 (a constant detector)
         ctx = Context(source=source, out_dir=out_dir, presets=self.presets,
-                      fmt=self.fmt, quality=self.quality, detector=self.detector,
+                      fmt=self.fmt, quality=self.quality, detector=detector,
                       threshold=self.threshold)
         for name, step in STEPS:
             started = time.perf_counter()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 TaskHandler = Callable[[str], None]
-TASK_NAMES = frozenset({"process_image", "run_download"})
+TASK_NAMES = frozenset({"process_image", "detect_orientation", "run_download"})
 
 
 class Dispatcher(Protocol):
