@@ -20,6 +20,7 @@ from conftest import BROKER, KEY, Server, free_port, make_jpeg, upload
 from imgress.logs import REDACTED, redact_secrets
 from origin import Origin
 
+OWN_BROKER = BROKER.rsplit("/", 1)[0] + "/15"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -303,7 +304,7 @@ def test_readiness_names_a_dead_broker_quickly(tmp_path: Path) -> None:
 def test_readiness_with_a_live_broker(tmp_path: Path) -> None:
     from conftest import empty_redis
 
-    url = empty_redis(BROKER.rsplit("/", 1)[0] + "/15")
+    url = empty_redis(OWN_BROKER)
     srv = Server(tmp_path / "data", IMGRESS_BROKER_URL=url).start()
     try:
         with srv.client() as c:
@@ -330,12 +331,14 @@ def test_two_processes_sum_their_counters(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_celery_worker_serves_its_metrics(broker: str, tmp_path: Path) -> None:
+def test_celery_worker_serves_its_metrics(tmp_path: Path) -> None:
+    from conftest import empty_redis
     from test_celery import start_worker, stop
 
+    broker = empty_redis(OWN_BROKER)  # a database of its own: other suites use theirs
     port = free_port()
     srv = Server(tmp_path / "data", IMGRESS_BROKER_URL=broker).start()
-    worker = start_worker(srv.data_dir, tmp_path / "worker.log", "--queues", "process",
+    worker = start_worker(srv.data_dir, tmp_path / "worker.log", broker=broker,
                           IMGRESS_METRICS_PORT=str(port))
     try:
         with srv.client() as c:
@@ -366,3 +369,42 @@ def test_dashboard_uses_only_metrics_that_exist() -> None:
     used = {re.sub(r"_(total|bucket|count|sum)$", "", m)
             for m in re.findall(r"imgress_[a-z_]+", board)} - {"imgress"}
     assert used and used <= known, used - known
+
+
+def test_readiness_gives_a_black_holed_broker_a_second(tmp_path: Path) -> None:
+    """A broker that accepts connections and never answers: the probe still answers
+    in about a second, and the hung check does not hold up the server's exit."""
+    import socket
+    import threading
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    held: list[object] = []
+    threading.Thread(target=lambda: [held.append(hole.accept()) for _ in iter(int, 1)],
+                     daemon=True).start()
+    srv = Server(tmp_path / "data",
+                 IMGRESS_BROKER_URL=f"redis://127.0.0.1:{hole.getsockname()[1]}/15").start()
+    try:
+        started = time.perf_counter()
+        r = httpx.get(f"{srv.base_url}/readyz", timeout=10)
+        took = time.perf_counter() - started
+        assert r.status_code == 503 and r.json()["failing"] == ["queue"], r.text
+        assert "no answer" in r.json()["checks"]["queue"]
+        assert took < 2.0, took
+    finally:
+        started = time.perf_counter()
+        srv.stop()
+        assert time.perf_counter() - started < 10
+        hole.close()
+
+
+def test_s3_readiness_probe_is_short(moto_s3: str, s3_bucket: str) -> None:
+    from imgress.storage.s3 import S3Storage
+
+    S3Storage(s3_bucket, endpoint_url=moto_s3).probe()
+    dead = S3Storage(s3_bucket, endpoint_url=f"http://127.0.0.1:{free_port()}")
+    started = time.perf_counter()
+    with pytest.raises(Exception):  # noqa: B017  (botocore's connection error)
+        dead.probe()
+    assert time.perf_counter() - started < 1.5

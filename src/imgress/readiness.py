@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 
 from imgress.service import ImageService
 
@@ -22,7 +22,6 @@ Check = Callable[[], None]
 class Readiness:
     def __init__(self, checks: Mapping[str, Check], timeout: float = 1.0, ttl: float = 1.0):
         self.checks, self.timeout, self.ttl = dict(checks), timeout, ttl
-        self._pool = ThreadPoolExecutor(len(self.checks), thread_name_prefix="imgress-ready")
         self._running: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
         self._at = -1e9
@@ -36,11 +35,27 @@ class Readiness:
             for name, check in self.checks.items():
                 running = self._running.get(name)
                 if running is None or running.done():
-                    self._running[name] = self._pool.submit(check)
+                    self._running[name] = _start(name, check)
             wait(self._running.values(), timeout=self.timeout)
             self._last = {name: _verdict(f, self.timeout) for name, f in self._running.items()}
             self._at = time.monotonic()
             return self._last
+
+
+def _start(name: str, check: Check) -> Future[None]:
+    """A daemon thread per check: one that hangs must not hold up the process's exit
+    (a ThreadPoolExecutor's threads are joined at exit)."""
+    future: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            check()
+            future.set_result(None)
+        except BaseException as exc:  # handed to the probe, which reports it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"imgress-ready-{name}", daemon=True).start()
+    return future
 
 
 def _verdict(future: Future[None], timeout: float) -> str:

@@ -91,7 +91,9 @@ class CeleryDispatcher:
 
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
+            # One quick retry: a readiness probe wants an answer, not a wait.
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.1,
+                                   timeout=1)
 
     def stop(self) -> None:
         pass
