@@ -301,7 +301,7 @@ def test_readiness_names_a_dead_broker_quickly(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_readiness_with_a_live_broker(tmp_path: Path) -> None:
+def test_readiness_and_backlog_with_a_live_broker(tmp_path: Path) -> None:
     from conftest import empty_redis
 
     url = empty_redis(OWN_BROKER)
@@ -309,7 +309,14 @@ def test_readiness_with_a_live_broker(tmp_path: Path) -> None:
     try:
         with srv.client() as c:
             r = c.get("/readyz")
-        assert r.status_code == 200 and r.json()["checks"]["queue"] == "ok", r.text
+            assert r.status_code == 200 and r.json()["checks"]["queue"] == "ok", r.text
+            # No worker runs: what is uploaded waits, and the backlog shows it.
+            upload(c, ("q1.jpg", make_jpeg(64, 48, seed=9500)),
+                   ("q2.jpg", make_jpeg(64, 48, seed=9501)))
+        time.sleep(1.5)
+        samples = scrape(srv)
+        assert value(samples, "imgress_images", status="pending") == 2
+        assert 1.0 <= value(samples, "imgress_oldest_pending_seconds") < 60
     finally:
         srv.stop()
 
@@ -319,7 +326,7 @@ def test_two_processes_sum_their_counters(tmp_path: Path) -> None:
     try:
         requests, before = 60, scrape(srv)
         for _ in range(requests):  # a new connection each: spread over both processes
-            assert httpx.get(f"{srv.base_url}/healthz", timeout=5).status_code == 200
+            assert httpx.get(f"{srv.base_url}/healthz", timeout=30).status_code == 200
         folder = srv.data_dir / "run" / "prometheus"
         pids = {p.stem.rsplit("_", 1)[-1] for p in folder.glob("counter_*.db")}
         assert len(pids) == 2, sorted(os.listdir(folder))
@@ -408,3 +415,17 @@ def test_s3_readiness_probe_is_short(moto_s3: str, s3_bucket: str) -> None:
     with pytest.raises(Exception):  # noqa: B017  (botocore's connection error)
         dead.probe()
     assert time.perf_counter() - started < 1.5
+
+
+def test_backlog_gauges_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", IMGRESS_DATABASE_URL=postgres_url).start()
+    try:
+        with srv.client() as c:
+            r = upload(c, ("pg.jpg", make_jpeg(64, 48, seed=9400)))
+            srv.wait_finished([r.json()["items"][0]["image"]["id"]])
+        samples = scrape(srv)
+        assert ("imgress_images", frozenset({("status", "pending")})) in samples
+        assert value(samples, "imgress_images", status="pending") == 0
+        assert value(samples, "imgress_oldest_pending_seconds") == 0
+    finally:
+        srv.stop()
