@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,7 @@ class ImageProcessor:
         if image is None:
             return
         log_ = log.bind(image_id=image_id, request_id=image.request_id)
+        metrics.observe_wait(image.created_at)
         try:
             cached = self._cached_variants(image.sha256)
             if cached is None:
@@ -82,7 +84,11 @@ class ImageProcessor:
                 found = self.repo.known_orientation(image.sha256)
                 if found is None:
                     with self._local_original(image.sha256) as source:
+                        started = time.perf_counter()
                         seen = self.pipeline.detect_source(source)
+                        metrics.observe_orientation(seen.angle if seen else None,
+                                                    seen.confidence if seen else None,
+                                                    time.perf_counter() - started)
                     found = Orientation(seen.angle if seen else None,
                                         seen.confidence if seen else None, False)
                 self.repo.save_orientation(image_id, found)
@@ -108,6 +114,10 @@ class ImageProcessor:
                 self.storage.put(key, r.path)
                 variants[r.name] = Variant(r.name, key, r.width, r.height, r.format, r.size)
         found = ctx.detection
+        if self.pipeline.detector is not None and known is None:  # judged inline
+            metrics.observe_orientation(found.angle if found else None,
+                                        found.confidence if found else None,
+                                        ctx.timings.get("detect"))
         orientation = None
         if self.pipeline.detector is not None:
             orientation = Orientation(found.angle if found else None,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyvips
+import structlog
 
 from imgress.config import VariantPreset
 from imgress.errors import ProcessingError
@@ -117,7 +118,15 @@ def step_detect(ctx: Context) -> None:
     it when the model is sure enough. Runs on the small base: the model needs 48 px."""
     if ctx.detector is None or ctx.image is None:
         return
-    ctx.detection = ctx.detector(ctx.image)
+    view = ctx.image
+    if view.bands > 3 or (view.bands == 2 and view.interpretation == "b-w"):
+        view = view[0:3] if view.bands > 3 else view[0]  # colour only: no alpha, no extras
+    try:
+        ctx.detection = ctx.detector(view)
+    except Exception as exc:  # the model never fails an image: it only abstains
+        structlog.get_logger("imgress.imaging").warning(
+            "orientation_abstained", error=f"{type(exc).__name__}: {exc}")
+        ctx.detection = None
     found = ctx.detection
     if found is not None and found.angle and found.confidence >= ctx.threshold:
         ctx.image = ctx.image.rot(f"d{found.angle}")  # libvips turns clockwise
