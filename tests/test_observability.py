@@ -356,6 +356,7 @@ def test_celery_worker_serves_its_metrics(tmp_path: Path) -> None:
         samples = {(s.name, frozenset(s.labels.items())): s.value
                    for f in text_string_to_metric_families(text) for s in f.samples}
         assert value(samples, "imgress_processed_total", result="ready", code="") == 1
+        assert value(samples, "imgress_process_wait_seconds_count") == 1
         worker_log = (tmp_path / "worker.log").read_text()
         assert '"request_id": "req-obs-celery"' in worker_log
     finally:
