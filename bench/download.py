@@ -79,6 +79,16 @@ def ideal(urls: list[str]) -> float:
     return asyncio.run(main())
 
 
+def curl_bound(urls: list[str]) -> float | None:
+    """The loopback bound with a C client: curl, every file at once."""
+    if shutil.which("curl") is None:
+        return None
+    args = [a for u in urls for a in ("-o", os.devnull, u)]
+    started = time.perf_counter()
+    subprocess.run(["curl", "-s", "-Z", "--parallel-max", str(len(urls)), *args], check=True)
+    return time.perf_counter() - started
+
+
 def imgress(urls: list[str], env: dict[str, str]) -> tuple[float, float, float, int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         server = Serve(Path(tmp) / "data", IMGRESS_DOWNLOAD_ALLOW_PRIVATE="true", **env)
@@ -141,6 +151,7 @@ def main() -> None:
         env = {"IMGRESS_DOWNLOAD_CONCURRENCY": str(args.concurrency),
                "IMGRESS_DOWNLOAD_PER_HOST": str(args.concurrency)}
         t_ideal = ideal(urls)
+        t_curl = curl_bound(urls)
         t_seq = sequential(urls)
         t_img, t_zip, zip_mbs, peak, idle = imgress(urls, env)
     finally:
@@ -149,13 +160,19 @@ def main() -> None:
     total_mb = args.files * size / 1e6
     print(f"\n{args.files} files x {args.size_mb:g} MB, {args.latency * 1000:.0f} ms latency "
           f"per request, loopback; imgress concurrency {args.concurrency} (per host too)\n")
-    print(f"{'fetch':<34}{'seconds':>9}{'MB/s':>9}{'vs imgress':>12}")
-    for name, t in (("sequential (one httpx client)", t_seq),
-                    (f"ideal ({args.files} connections, discard)", t_ideal),
-                    ("imgress job (staged to storage)", t_img)):
-        print(f"{name:<34}{t:>9.2f}{total_mb / t:>9.0f}{t / t_img:>11.2f}x")
+    print(f"{'fetch':<36}{'seconds':>9}{'MB/s':>9}{'vs imgress':>12}")
+    rows = [("sequential (one httpx client)", t_seq),
+            (f"ideal, httpx ({args.files} connections)", t_ideal),
+            ("imgress job (staged to storage)", t_img)]
+    if t_curl:
+        rows.insert(2, (f"ideal, curl -Z ({args.files} at once)", t_curl))
+    for name, t in rows:
+        print(f"{name:<36}{t:>9.2f}{total_mb / t:>9.0f}{t / t_img:>11.2f}x")
     print(f"\nimgress vs sequential: {t_seq / t_img:.1f}x faster (goal >= 20x)")
-    print(f"imgress vs ideal:      {t_ideal / t_img:.2f}x of the bound (goal >= 0.8x)")
+    print(f"imgress vs ideal:      {t_ideal / t_img:.2f}x of the httpx bound (goal >= 0.8x)")
+    if t_curl:
+        print(f"                       {t_curl / t_img:.2f}x of the curl bound "
+              f"(sequential is {t_seq / t_curl:.1f}x slower than it)")
     print(f"zip streamed back:     {t_zip:.2f} s ({zip_mbs:.0f} MB/s)")
     print(f"server RSS (all processes): {idle / 2**20:.0f} MiB idle, "
           f"{peak / 2**20:.0f} MiB peak during the job and the zip")

@@ -23,7 +23,6 @@ from imgress.downloads.addresses import AddressRefused, Target, resolve
 from imgress.errors import ImgressError
 from imgress.limits import sniff_content_type
 
-_CHUNK = 256 * 1024
 _MAX_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
 
@@ -172,7 +171,7 @@ class Fetcher:
         size, head = 0, b""
         try:
             with dest.open("wb") as out:
-                async for chunk in response.aiter_raw(_CHUNK):
+                async for chunk in response.aiter_raw():  # as read: no re-chunking copies
                     size += len(chunk)
                     if size > cap:
                         raise FetchFailed(f"the body passed the limit of {cap} bytes",
