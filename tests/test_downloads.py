@@ -221,3 +221,26 @@ def test_cli_download(open_server: Server, origin: Origin, tmp_path: Path) -> No
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown_variant" in bad.stderr
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_download_runs_on_a_celery_worker(broker: str, tmp_path: Path, origin: Origin) -> None:
+    """Scale-out: the job goes to `imgress.downloads`; a worker on that queue alone runs
+    it, and the API server streams the zip from storage."""
+    from test_celery import start_worker, stop
+
+    env = {"IMGRESS_DOWNLOAD_ALLOW_PRIVATE": "true"}
+    srv = Server(tmp_path / "data", IMGRESS_BROKER_URL=broker, **env).start()
+    worker = start_worker(srv.data_dir, tmp_path / "worker.log", "--queues", "downloads",
+                          broker=broker, **env)
+    try:
+        with srv.client() as c:
+            job, seen = run_job(c, [{"url": f"{origin.url}/file/w{n}.jpg?size=4000"}
+                                    for n in range(5)])
+            archive = c.get(job["archive_url"])
+    finally:
+        stop(worker)
+        srv.stop()
+    assert job["done"] == 5 and seen[-1][0] == "end"
+    assert sorted(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == \
+        [f"w{n}.jpg" for n in range(5)]
+    assert "download_finished" in (tmp_path / "worker.log").read_text()
