@@ -244,3 +244,33 @@ def test_download_runs_on_a_celery_worker(broker: str, tmp_path: Path, origin: O
     assert sorted(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == \
         [f"w{n}.jpg" for n in range(5)]
     assert "download_finished" in (tmp_path / "worker.log").read_text()
+
+
+def test_expired_jobs_and_their_files_are_removed(tmp_path: Path, origin: Origin) -> None:
+    from sqlalchemy import update
+
+    from imgress.app import build_service
+    from imgress.config import load_settings
+    from imgress.db.migrate import upgrade
+    from imgress.db.schema import downloads
+    from imgress.download_jobs import Requested
+    from imgress.jobs.base import TASK_NAMES
+
+    settings = load_settings(data_dir=tmp_path / "data", download_allow_private=True)
+    settings.data_dir.mkdir(parents=True)
+    upgrade(settings.resolved_database_url)
+    parts = build_service(settings)
+    parts.dispatcher.start({name: lambda _id: None for name in TASK_NAMES})
+    try:
+        svc = parts.downloads
+        job = svc.create("owner", [Requested(url=f"{origin.url}/file/x.jpg?size=3000")])
+        svc.run(job.id)  # as the worker would
+        staged = settings.storage_root / "downloads" / job.id / "0"
+        assert staged.read_bytes() == payload("x.jpg", 3000)
+        assert svc.cleanup() == 0  # not expired yet: kept
+        with svc.repo.engine.begin() as conn:
+            conn.execute(update(downloads).values(expires_at=job.created_at))
+        assert svc.cleanup() == 1
+        assert not staged.exists() and svc.repo.get(job.id) is None
+    finally:
+        parts.dispatcher.stop()
