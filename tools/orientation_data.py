@@ -43,6 +43,7 @@ APT_PACKAGES = (
     "kphotoalbum",
     "lxqt-themes",
     "sddm-theme-maldives",
+    "gcompris-qt-data",
 )
 
 # (source name, glob, how a file maps to its source photo: "dir" = parent wallpaper
@@ -121,7 +122,15 @@ EXCLUDE_NAMES = frozenset({
 })
 
 
-OBJECTS = frozenset(s for s, _ in OBJECT_SOURCES)
+# GCompris keeps its pictures as WebP files inside Qt resource (.rcc) bundles; they are
+# read straight out of the bundle (RIFF size header).  These activities hold photos of
+# monuments, animals, tools and landscapes; "lang" holds upright drawings of objects.
+RCC = "/usr/share/gcompris-qt/rcc/{}.rcc"
+RCC_PHOTOS = ("categorization", "details", "erase", "explore_farm_animals",
+              "explore_monuments", "explore_world_animals")
+RCC_DRAWINGS = ("lang",)
+
+OBJECTS = frozenset({*(s for s, _ in OBJECT_SOURCES), "gcompris-drawings"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +168,13 @@ def collect() -> list[Photo]:
             group = _group(kind, path)
             if not _excluded(group, path):
                 photos.append(Photo(source, f"{source}:{group}", path))
+    for source, names in (("gcompris", RCC_PHOTOS), ("gcompris-drawings", RCC_DRAWINGS)):
+        for name in names:
+            path = RCC.format(name)
+            if not os.path.exists(path):
+                continue
+            for k, offset in enumerate(webp_offsets(path)):
+                photos.append(Photo(source, f"{source}:{name}:{k}", f"{path}#{offset}"))
     for source, pattern in OBJECT_SOURCES:
         for path in sorted(glob.glob(pattern, recursive=True)):
             if not RESERVED.search(path) and "-mirror" not in path:
@@ -178,6 +194,28 @@ def collect() -> list[Photo]:
     return photos
 
 
+def webp_offsets(path: str) -> list[int]:
+    """Where each WebP file starts inside a Qt resource bundle."""
+    data = Path(path).read_bytes()
+    offsets, i = [], 0
+    while (i := data.find(b"RIFF", i)) >= 0:
+        if data[i + 8:i + 12] == b"WEBP":
+            offsets.append(i)
+            i += 8 + int.from_bytes(data[i + 4:i + 8], "little")
+        else:
+            i += 4
+    return offsets
+
+
+def read_embedded(path: str) -> bytes:
+    """The WebP file at 'bundle.rcc#offset'."""
+    bundle, offset = path.rsplit("#", 1)
+    with open(bundle, "rb") as f:
+        f.seek(int(offset))
+        head = f.read(8)
+        return head + f.read(int.from_bytes(head[4:8], "little"))
+
+
 def one_per_group(photos: list[Photo]) -> list[Photo]:
     """Wallpapers ship in many sizes: keep the largest file of each wallpaper folder,
     but every distinct file elsewhere (stellarium panoramas have several sides)."""
@@ -185,7 +223,8 @@ def one_per_group(photos: list[Photo]) -> list[Photo]:
     for p in photos:
         key = p.group if p.source in ("plasma", "mate") else p.path
         old = keep.get(key)
-        if old is None or os.path.getsize(p.path) > os.path.getsize(old.path):
+        if old is None or (key == p.group
+                           and os.path.getsize(p.path) > os.path.getsize(old.path)):
             keep[key] = p
     return list(keep.values())
 
@@ -209,8 +248,12 @@ def load_preview(path: str, size: int, background: list[float] | None = None
     import pyvips
 
     try:
-        img = pyvips.Image.thumbnail(path, size, size=pyvips.enums.Size.DOWN,
-                                     no_rotate=False)
+        if "#" in path:
+            img = pyvips.Image.thumbnail_buffer(read_embedded(path), size,
+                                                size=pyvips.enums.Size.DOWN)
+        else:
+            img = pyvips.Image.thumbnail(path, size, size=pyvips.enums.Size.DOWN,
+                                         no_rotate=False)
         if img.interpretation not in ("srgb", "b-w"):
             img = img.colourspace("srgb")
         if img.hasalpha():

@@ -280,8 +280,8 @@ def train_gbm(train_x: np.ndarray, held_x: np.ndarray, seed: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=14)
-    ap.add_argument("--per-photo", type=int, default=100, help="crops per training photo")
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--per-photo", type=int, default=40, help="crops per training photo")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--gbm", action="store_true", help="train the feature+GBM baseline")
     ap.add_argument("--out", type=Path, default=WEIGHTS)
