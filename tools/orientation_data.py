@@ -2,7 +2,8 @@
 
 Everything is offline: Debian packages installed with apt-get, plus images that ship
 inside PyPI wheels (scikit-image, scikit-learn).  `python tools/orientation_data.py`
-prints the apt-get line for what is missing and how many photos each source gives.
+prints the apt-get line for what is missing and how many photos each source gives;
+`--apt` prints just the package names.
 
 Lomiri and UKUI wallpapers are reserved for an independent evaluation: any path that
 contains "lomiri" or "ukui" is refused here, whatever the globs say.
@@ -320,6 +321,9 @@ def missing_packages() -> list[str]:
 
 
 if __name__ == "__main__":
+    if "--apt" in sys.argv:  # the package names, for apt-get install
+        print(" ".join(APT_PACKAGES))
+        sys.exit(0)
     miss = missing_packages()
     if miss:
         print("missing: apt-get install -y --no-install-recommends " + " ".join(miss))

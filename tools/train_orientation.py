@@ -2,7 +2,7 @@
 
     apt-get install -y --no-install-recommends $(python tools/orientation_data.py --apt)
     pip install -e '.[train]'
-    OMP_NUM_THREADS=2 python tools/train_orientation.py            # ~15 min on 2 cores
+    OMP_NUM_THREADS=2 python tools/train_orientation.py   # ~25 min on 2 busy cores
 
 The model is an "uprightness" scorer g: a small CNN that maps a 48x48 RGB view to
 one number.  For an input picture X the four candidates are X turned clockwise by
@@ -49,7 +49,7 @@ def split(photos: list[od.Photo]) -> tuple[list[int], list[int]]:
 
 
 def resize(arr: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """Squash to size x size with box-filter area averaging (what libvips' shrink does)."""
+    """Squash to size x size, antialiased (close to libvips' shrink + linear reduce)."""
     import torch
     import torch.nn.functional as F
 
