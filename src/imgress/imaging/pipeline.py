@@ -118,6 +118,9 @@ def step_detect(ctx: Context) -> None:
     it when the model is sure enough. Runs on the small base: the model needs 48 px."""
     if ctx.detector is None or ctx.image is None:
         return
+    # Materialize the colour-converted, upright base once: the model reads it here and
+    # every variant reads it after, instead of each re-running the lazy chain.
+    ctx.image = ctx.image.copy_memory()
     view = ctx.image
     if view.bands > 3 or (view.bands == 2 and view.interpretation == "b-w"):
         view = view[0:3] if view.bands > 3 else view[0]  # colour only: no alpha, no extras
