@@ -38,7 +38,9 @@ class BacklogCollector(Collector):
                 return
             query = (select(images.c.status, func.count(), func.min(images.c.created_at))
                      .where(images.c.status.in_(_UNFINISHED)).group_by(images.c.status))
-            with self.engine.connect() as conn:
+            # A read: autocommit, so on SQLite it never takes the writers' lock.
+            with self.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as conn:
                 rows = conn.execute(query).all()
             self._counts = {s: 0 for s in _UNFINISHED} | {r[0]: int(r[1]) for r in rows}
             oldest = [r[2] for r in rows if r[2] is not None]
