@@ -172,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for task in housekeeping:
             task.cancel()
         dispatcher.stop()
+        svc.close()
 
     app = FastAPI(title="imgress", version="1", lifespan=lifespan,
                   description="Image ingestion: bulk upload, dedup, variants, delivery.")

@@ -85,6 +85,10 @@ class ImageService:
         self._locations_lock = threading.Lock()
         self._io = ThreadPoolExecutor(16, thread_name_prefix="imgress-io")
 
+    def close(self) -> None:
+        """At shutdown: let publishing threads finish what they hold."""
+        self._io.shutdown(wait=True)
+
     # -- receiving ----------------------------------------------------------------
 
     def open_part(self) -> SpoolFile:
