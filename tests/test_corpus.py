@@ -278,3 +278,23 @@ def test_17000x17000_avif_refused_for_its_pixels(corpus: Outcomes):
     item = corpus.items[f"{LIBVIPS}/17000x17000.avif"]
     assert item["status"] == "rejected", item
     assert item["error"]["code"] == "too_many_pixels", item
+
+
+def test_heif_without_a_decoder_is_refused_at_upload(corpus: Outcomes):
+    """An HEVC-coded HEIF: refused at once when this libvips cannot decode HEVC, else
+    processed like any image. Never accepted and then failed."""
+    import pyvips
+
+    rel = f"{PILLOW}/avif/hopper.heif"
+    item = corpus.items[rel]
+    try:
+        pyvips.Image.new_from_file(str(corpus.root / rel)).crop(0, 0, 1, 1).avg()
+        decodable = True
+    except pyvips.Error:
+        decodable = False
+    if decodable:
+        rec = corpus.record(rel)
+        assert rec is not None and rec["status"] == "ready", (rel, rec)
+    else:
+        assert item["status"] == "rejected", item
+        assert item["error"]["code"] == "unsupported_codec", item

@@ -19,7 +19,7 @@ import structlog
 from imgress import metrics
 from imgress.db.repository import Repository
 from imgress.errors import ImgressError, NotFound, RejectedPart
-from imgress.imaging.probe import read_header, verify_decodes
+from imgress.imaging.probe import read_header, verify_codec, verify_decodes
 from imgress.jobs.base import Dispatcher
 from imgress.limits import UploadLimits, looks_complete, require_image_type
 from imgress.models import (
@@ -112,6 +112,7 @@ class ImageService:
         content_type = require_image_type(head)
         header = read_header(path)
         self.limits.check_pixels(header.width, header.height)
+        verify_codec(path, header)
         if not looks_complete(content_type, tail):
             verify_decodes(path)
         return StagedPart(filename, path, sha256, size, content_type, header.width,

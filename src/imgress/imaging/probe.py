@@ -77,6 +77,23 @@ def verify_decodes(path: Path) -> None:
         ) from None
 
 
+def verify_codec(path: Path, header: Header) -> None:
+    """HEIF wraps HEVC or AV1; a libvips built without a decoder for one reads the header
+    fine and fails on every pixel. Found out at upload, not as a failed image later."""
+    if not header.loader.startswith("heifload"):
+        return
+    try:
+        pyvips.Image.new_from_file(str(path)).crop(0, 0, 1, 1).avg()
+    except pyvips.Error as exc:
+        detail = _first_line(exc)
+        if "compression format" in detail or "plugin" in detail:
+            raise RejectedPart(
+                "this HEIF file's compression cannot be decoded by this server",
+                code="unsupported_codec", detail=detail) from None
+        raise RejectedPart("the image data is truncated or corrupt",
+                           code="corrupt_image", detail=detail) from None
+
+
 def _first_line(exc: pyvips.Error) -> str:
     text = f"{exc.message} {exc.detail or ''}".strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
