@@ -131,7 +131,8 @@ def step_detect(ctx: Context) -> None:
             "orientation_abstained", error=f"{type(exc).__name__}: {exc}")
         ctx.detection = None
     found = ctx.detection
-    if found is not None and found.angle and found.confidence >= ctx.threshold:
+    if (found is not None and found.angle and ctx.threshold < 1.0
+            and found.confidence >= ctx.threshold):  # 1.0: report only, never turn
         ctx.image = ctx.image.rot(f"d{found.angle}")  # libvips turns clockwise
         ctx.applied = True
 
