@@ -63,7 +63,7 @@ class Origin:
 
             def _flaky(self, name: str, q: dict, hit: int) -> None:
                 if hit <= int(q.get("fail", 2)):
-                    self._send(503, b"try later")
+                    self._send(500, b"oops")
                 else:
                     self._send(200, payload(name, 2000))
 

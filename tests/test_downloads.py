@@ -71,7 +71,7 @@ def test_download_urls_and_images_into_one_zip(open_server: Server, origin: Orig
             {"url": f"{o}/file/d.jpg?size=100", "name": "same.jpg"},
             {"url": f"{o}/file/e.jpg?size=200", "name": "same.jpg"},   # made unique
             {"url": f"{o}/file/f.jpg?size=300", "name": "../../etc/\u202epasswd.jpg"},
-            {"url": f"{o}/flaky/g.jpg?fail=2"},                    # 503 twice, then 200
+            {"url": f"{o}/flaky/g.jpg?fail=2"},                    # 500 twice, then 200
             {"url": f"{o}/busy/h.jpg"},                            # 429 Retry-After, then 200
             {"url": f"{o}/redirect?to=/file/i.jpg%3Fsize%3D900"},  # one hop, checked again
             {"url": f"{o}/status/404"},
