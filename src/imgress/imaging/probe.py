@@ -79,19 +79,23 @@ def verify_decodes(path: Path) -> None:
 
 def verify_codec(path: Path, header: Header) -> None:
     """HEIF wraps HEVC or AV1; a libvips built without a decoder for one reads the header
-    fine and fails on every pixel. Found out at upload, not as a failed image later."""
+    fine and fails on every pixel. Found out at upload, not as a failed image later.
+    (libvips's error text is per process and other threads may clear it, so the
+    compression named in the header decides the code, not the message.)"""
     if not header.loader.startswith("heifload"):
         return
+    image = pyvips.Image.new_from_file(str(path))
+    compression = image.get("heif-compression") if image.get_typeof("heif-compression") \
+        else "unknown"
     try:
-        pyvips.Image.new_from_file(str(path)).crop(0, 0, 1, 1).avg()
+        image.crop(0, 0, 1, 1).avg()
     except pyvips.Error as exc:
-        detail = _first_line(exc)
-        if "compression format" in detail or "plugin" in detail:
+        if compression == "hevc":
             raise RejectedPart(
-                "this HEIF file's compression cannot be decoded by this server",
-                code="unsupported_codec", detail=detail) from None
+                "this HEIF file is HEVC-coded, which this server cannot decode",
+                code="unsupported_codec", detail=_first_line(exc)) from None
         raise RejectedPart("the image data is truncated or corrupt",
-                           code="corrupt_image", detail=detail) from None
+                           code="corrupt_image", detail=_first_line(exc)) from None
 
 
 def _first_line(exc: pyvips.Error) -> str:
