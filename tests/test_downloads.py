@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from conftest import KEY, Server, make_jpeg, upload
+from imgress import sse
 from origin import Origin, payload
 
 
@@ -38,17 +38,9 @@ def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def events(client: httpx.Client, job_id: str) -> list[tuple[str, dict]]:
-    out, name = [], None
     with client.stream("GET", f"/v1/downloads/{job_id}/events") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and name:
-                out.append((name, json.loads(line.split(":", 1)[1])))
-                if name == "end":
-                    break
-    return out
+        return list(sse.parse(stream.iter_lines()))
 
 
 def run_job(client: httpx.Client, items: list[dict], **extra: object

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 
 from conftest import Server, make_jpeg, upload
+from imgress import sse
 
 
 def _events(response: httpx.Response) -> list[tuple[str, dict]]:
-    out, name = [], None
-    for line in response.iter_lines():
-        if line.startswith("event:"):
-            name = line.split(":", 1)[1].strip()
-        elif line.startswith("data:") and name:
-            out.append((name, json.loads(line.split(":", 1)[1])))
-            if name == "end":
-                break
-    return out
+    return list(sse.parse(response.iter_lines()))
 
 
 def test_job_progress_and_events(server: Server) -> None:

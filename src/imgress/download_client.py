@@ -6,7 +6,6 @@ end: events are read as they come, and the zip goes straight to disk.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from imgress import sse
 from imgress.errors import ImgressError
 
 
@@ -77,14 +77,7 @@ class Downloads:
             if response.status_code >= 400:
                 response.read()
                 self._check(response)
-            name = None
-            for line in response.iter_lines():
-                if line.startswith("event:"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("data:") and name:
-                    yield name, json.loads(line.split(":", 1)[1])
-                    if name == "end":
-                        return
+            yield from sse.parse(response.iter_lines())
 
     def save(self, job_id: str, target: Path,
              on_bytes: Callable[[int, int], None] | None = None) -> int:
