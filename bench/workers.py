@@ -101,7 +101,7 @@ def start_worker(data_dir: Path, env: dict[str, str], log: Path) -> subprocess.P
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "imgress", "worker", "--data-dir", str(data_dir),
-             "--queues", "process", "--concurrency", "1"],
+             "--queues", "process,orientation", "--concurrency", "1"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
