@@ -86,11 +86,8 @@ class ImageProcessor:
                     with self._local_original(image.sha256) as source:
                         started = time.perf_counter()
                         seen = self.pipeline.detect_source(source)
-                        metrics.observe_orientation(seen.angle if seen else None,
-                                                    seen.confidence if seen else None,
-                                                    time.perf_counter() - started)
-                    found = Orientation(seen.angle if seen else None,
-                                        seen.confidence if seen else None, False)
+                    found = _judged(seen, applied=False,
+                                    seconds=time.perf_counter() - started)
                 self.repo.save_orientation(image_id, found)
                 log.info("orientation_detected", image_id=image_id, angle=found.angle,
                          confidence=found.confidence, request_id=image.request_id)
@@ -113,16 +110,11 @@ class ImageProcessor:
                 key = variant_key(sha256, r.name, self.pipeline.fingerprint(preset), r.format)
                 self.storage.put(key, r.path)
                 variants[r.name] = Variant(r.name, key, r.width, r.height, r.format, r.size)
-        found = ctx.detection
-        if self.pipeline.detector is not None and known is None:  # judged inline
-            metrics.observe_orientation(found.angle if found else None,
-                                        found.confidence if found else None,
-                                        ctx.timings.get("detect"))
-        orientation = None
-        if self.pipeline.detector is not None:
-            orientation = Orientation(found.angle if found else None,
-                                      found.confidence if found else None, ctx.applied)
-        return variants, orientation
+        if self.pipeline.detector is None:
+            return variants, None
+        if known is not None:  # judged (and counted) on the inference queue
+            return variants, Orientation(known.angle, known.confidence, ctx.applied)
+        return variants, _judged(ctx.detection, ctx.applied, ctx.timings.get("detect"))
 
     @contextmanager
     def _local_original(self, sha256: str) -> Iterator[Path]:
@@ -155,3 +147,10 @@ class ImageProcessor:
             self.dispatcher.submit("process_image", *ids)
             log.info("resubmitted_stale", count=len(ids))
         return len(ids)
+
+
+def _judged(found: Detection | None, applied: bool, seconds: float | None) -> Orientation:
+    """A fresh judgement (None: the model abstained) as a record, counted once."""
+    angle, confidence = (found.angle, found.confidence) if found else (None, None)
+    metrics.observe_orientation(angle, confidence, seconds)
+    return Orientation(angle, confidence, applied)

@@ -115,7 +115,8 @@ def _to_rgb8(image: pyvips.Image) -> pyvips.Image:
         image = image.extract_band(0).bandjoin([image.extract_band(0)] * 2)
     elif image.bands > 3:
         image = image.extract_band(0, n=3)
-    return image
+    # Say so: three bands still labelled b-w are resized as grey + alpha (5 bands out).
+    return image.copy(interpretation="srgb")
 
 
 def _square(image: pyvips.Image, size: int) -> np.ndarray:

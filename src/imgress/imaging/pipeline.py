@@ -49,6 +49,7 @@ class Context:
     fmt: str
     quality: int
     detector: Detector | None = None
+    known: Detection | None = None  # judged earlier (the inference task): not again
     threshold: float = 1.0
     header: Header | None = None
     image: pyvips.Image | None = None
@@ -121,20 +122,21 @@ def step_detect(ctx: Context) -> None:
     # Materialize the colour-converted, upright base once: the model reads it here and
     # every variant reads it after, instead of each re-running the lazy chain.
     ctx.image = ctx.image.copy_memory()
-    view = ctx.image
-    if view.bands > 3 or (view.bands == 2 and view.interpretation == "b-w"):
-        view = view[0:3] if view.bands > 3 else view[0]  # colour only: no alpha, no extras
-    try:
-        ctx.detection = ctx.detector(view)
-    except Exception as exc:  # the model never fails an image: it only abstains
-        structlog.get_logger("imgress.imaging").warning(
-            "orientation_abstained", error=f"{type(exc).__name__}: {exc}")
-        ctx.detection = None
-    found = ctx.detection
+    found = ctx.detection = ctx.known or _judge(ctx.detector, ctx.image)
     if (found is not None and found.angle and ctx.threshold < 1.0
             and found.confidence >= ctx.threshold):  # 1.0: report only, never turn
         ctx.image = ctx.image.rot(f"d{found.angle}")  # libvips turns clockwise
         ctx.applied = True
+
+
+def _judge(detector: Detector, image: pyvips.Image) -> Detection | None:
+    """The model never fails an image: on an error it abstains (and says so)."""
+    try:
+        return detector(image)
+    except Exception as exc:
+        structlog.get_logger("imgress.imaging").warning(
+            "orientation_abstained", error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def step_variants(ctx: Context) -> None:
@@ -195,12 +197,9 @@ class Pipeline:
     def render(self, source: Path, out_dir: Path, known: Detection | None = None
                ) -> Context:
         """`known`: a detection made earlier (the inference task); not made again."""
-        detector = self.detector
-        if known is not None and detector is not None:
-            detector = lambda _image: known  # noqa: E731 (a constant detector)
         ctx = Context(source=source, out_dir=out_dir, presets=self.presets,
-                      fmt=self.fmt, quality=self.quality, detector=detector,
-                      threshold=self.threshold)
+                      fmt=self.fmt, quality=self.quality, detector=self.detector,
+                      known=known, threshold=self.threshold)
         for name, step in STEPS:
             started = time.perf_counter()
             try:
