@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from urllib.parse import urlsplit
 
@@ -112,6 +112,13 @@ class DownloadService:
         for item, final in zip(done, self._archive_names(job), strict=True):
             item.name = final
         return job
+
+    def progress(self, owner: str, job_id: str, since: datetime | None
+                 ) -> tuple[Download | None, list[DownloadItem]]:
+        """For the event stream: the job's counts and the items finished since `since`
+        (ties included: the caller drops repeats). None once the job has expired."""
+        job = self.repo.get(job_id, owner, with_items=False)
+        return job, (self.repo.finished_since(job_id, since) if job else [])
 
     def archive_url(self, job: Download) -> str:
         expires = int(job.expires_at.timestamp())

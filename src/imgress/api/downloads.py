@@ -68,11 +68,10 @@ async def events(job_id: str, request: Request, owner: str = Depends(require_own
         sent: set[int] = set()
         since: datetime | None = None
         while True:
-            job = await to_thread.run_sync(lambda: svc.repo.get(job_id, owner,
-                                                                with_items=False))
+            job, finished = await to_thread.run_sync(svc.progress, owner, job_id, since)
             if job is None:
                 return
-            for item in await to_thread.run_sync(svc.repo.finished_since, job_id, since):
+            for item in finished:
                 since = item.finished_at
                 if item.index not in sent:
                     sent.add(item.index)
