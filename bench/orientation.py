@@ -17,6 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, before numpy/libvips 
 os.environ.setdefault("VIPS_CONCURRENCY", "1")
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -47,25 +48,41 @@ CORPUS_PHOTOS = (
 )
 
 
-def turned_files(paths: list[str], out: Path) -> list[tuple[Path, int]]:
-    """Each photo as four JPEGs; the label is how far to turn clockwise back to upright."""
+CROPS = 3  # random crops per held-out photo in the second table
+
+
+def turned_files(paths: list[str], out: Path, crops: int = 0) -> list[tuple[Path, int]]:
+    """Each photo (or, with crops > 0, that many random crops of it, 50-100% of each
+    side, as an independent check would cut them) as four JPEGs without EXIF; the label
+    is how far to turn clockwise back to upright."""
     made = []
+    rng = random.Random(7)
     for i, path in enumerate(paths):
         img = pyvips.Image.thumbnail(path, 1024, size="down")
         if img.hasalpha():
             img = img.flatten(background=[255, 255, 255])
         img = img.colourspace("srgb").copy_memory()  # rot() needs random access
-        for turn, label in ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90)):
-            t = img.rot(turn) if turn else img
-            f = out / f"{i:03d}-{label}.jpg"
-            t.jpegsave(str(f), Q=85, keep="none")
-            made.append((f, label))
+        views = [img]
+        if crops:
+            views = []
+            for _ in range(crops):
+                w, h = int(img.width * rng.uniform(0.5, 1)), int(img.height * rng.uniform(0.5, 1))
+                views.append(img.crop(rng.randrange(img.width - w + 1),
+                                      rng.randrange(img.height - h + 1), w, h).copy_memory())
+        for j, view in enumerate(views):
+            for turn, label in ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90)):
+                t = view.rot(turn) if turn else view
+                f = out / f"{i:03d}-{j}-{label}.jpg"
+                t.jpegsave(str(f), Q=85, keep="none")
+                made.append((f, label))
     return made
 
 
-def judge(files: list[tuple[Path, int]]) -> tuple[list[list[int]], list[float], int]:
+def judge(files: list[tuple[Path, int]]
+          ) -> tuple[list[list[int]], list[float], int, list[tuple[float, bool]]]:
     confusion = [[0] * 4 for _ in range(4)]
     times: list[float] = []
+    answers: list[tuple[float, bool]] = []  # (confidence, right) per decided file
     undecided = 0
     orientation.model()  # load the weights outside the timing
     for f, label in files:
@@ -76,11 +93,12 @@ def judge(files: list[tuple[Path, int]]) -> tuple[list[list[int]], list[float], 
             undecided += 1
             continue
         confusion[ANGLES.index(label)][ANGLES.index(found.angle)] += 1
-    return confusion, times, undecided
+        answers.append((found.confidence, found.angle == label))
+    return confusion, times, undecided, answers
 
 
 def report(title: str, n_photos: int, confusion: list[list[int]], times: list[float],
-           undecided: int) -> str:
+           undecided: int, answers: list[tuple[float, bool]]) -> str:
     lines = [f"### {title}", "",
              f"{n_photos} photos x 4 turns = {4 * n_photos} files; {undecided} undecided", "",
              "| true angle | accuracy | n |", "|---|---|---|"]
@@ -96,6 +114,13 @@ def report(title: str, n_photos: int, confusion: list[list[int]], times: list[fl
               "|---|" + "---|" * 4]
     for i, a in enumerate(ANGLES):
         lines.append(f"| {a} | " + " | ".join(str(c) for c in confusion[i]) + " |")
+    lines += ["", "confidence as a gate (act only above it):", "",
+              "| confidence ≥ | share of files | accuracy |", "|---|---|---|"]
+    for gate in (0.0, 0.6, 0.7, 0.8, 0.9, 0.95):
+        kept = [right for conf, right in answers if conf >= gate]
+        if kept:
+            lines.append(f"| {gate} | {len(kept) / max(len(answers), 1):.0%} | "
+                         f"{sum(kept) / len(kept):.1%} |")
     ts = sorted(times)
     lines += ["", f"time per image (detect_file: preview decode + model), one core: "
               f"median {statistics.median(ts):.1f} ms, p95 {ts[int(0.95 * (len(ts) - 1))]:.1f} ms, "
@@ -119,6 +144,11 @@ def main() -> None:
         sections.append(report(
             f"Held-out photos ({', '.join(sorted({p.source for p in held}))})",
             len(held), *judge(files)))
+        cropped = Path(tmp) / "crops"
+        cropped.mkdir()
+        files = turned_files([p.path for p in held], cropped, crops=CROPS)
+        sections.append(report(f"Held-out photos, {CROPS} random crops of each",
+                               len(held) * CROPS, *judge(files)))
         corpus = os.environ.get("IMGRESS_CORPUS")
         if corpus:
             paths = [str(Path(corpus) / p) for p in CORPUS_PHOTOS

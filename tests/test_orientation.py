@@ -22,6 +22,7 @@ PHOTOS = (
     "Pillow/Tests/images/app13-multiple.jpg",
     "libvips/test/test-suite/images/sample.jpg",
     "libvips/test/test-suite/images/1.webp",
+    "image-rs/tests/images/jpg/progressive/cat.jpg",
 )
 # pyvips rot() turns clockwise; the answer is the turn back.
 TURNS = ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90))
@@ -43,7 +44,8 @@ def test_weights_ship_and_load() -> None:
     assert orientation.WEIGHTS.exists()
     assert orientation.WEIGHTS.stat().st_size < 20 * 1024**2
     assert orientation.model() is orientation.model()  # loaded once
-    logits = orientation.model().turn_logits(np.full((48, 48, 3), 128, np.uint8))
+    size = orientation.model().size
+    logits = orientation.model().turn_logits(np.full((size, size, 3), 128, np.uint8))
     assert logits.shape == (4,) and np.isfinite(logits).all()
 
 

@@ -1,13 +1,14 @@
 """Content-based rotation detection: how far an upright-by-EXIF picture must still turn.
 
-A small CNN (trained by tools/train_orientation.py, weights in orientation_model.npz
-next to this file) scores how "upright" a 48x48 view looks.  The picture is squashed
-to that square and the four clockwise turns of it, plus their mirror images, are
-scored in one batch; softmax over the four turns gives the answer.  Plain numpy, so
-the service needs no ML runtime; ~12 ms per file on one core, preview decode included.
+The model (tools/train_orientation.py; orientation_model.onnx next to this file, run by
+onnxruntime on one thread) scores how "upright" a 128x128 view looks: MobileNetV2 with
+ImageNet weights, frozen and cut after block 13, pooled over the view and its quadrants,
+then a small MLP trained on turned crops of photos.  The picture is squashed to that
+square and its four clockwise turns, plus their mirror images, are scored in one batch;
+softmax over the four turns gives the answer.
 
-Accuracy is modest (bench/orientation_results.md: ~57% on held-out natural photos,
-~88% among answers with confidence >= 0.8): act only on confident answers.
+Accuracy is still short of the goal (bench/orientation_results.md): act only on
+confident answers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyvips
 
-WEIGHTS = Path(__file__).with_name("orientation_model.npz")
+WEIGHTS = Path(__file__).with_name("orientation_model.onnx")
 MIN_SIDE = 32  # below this there is too little to judge
 PREVIEW = 256  # detect_file decodes at most this many pixels on the long side
 ANGLES = (0, 90, 180, 270)
@@ -36,46 +37,30 @@ class Detection:
 
 
 class Model:
-    """The numpy forward pass: 3x3 conv (batch-norm folded in) + ReLU + 2x2 max-pool,
-    repeated, then two dense layers down to one uprightness score per view."""
+    """One onnxruntime session: (N, 3, S, S) RGB views in [0, 1] → N uprightness scores.
+    One thread per call: the service already runs one image per core."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.size = int(arrays["input_size"])
-        self.convs: list[tuple[np.ndarray, np.ndarray]] = []
-        i = 0
-        while f"conv{i}_w" in arrays:
-            self.convs.append((arrays[f"conv{i}_w"].astype(np.float32),
-                               arrays[f"conv{i}_b"].astype(np.float32)))
-            i += 1
-        self.fc = [(arrays[f"fc{j}_w"].astype(np.float32), arrays[f"fc{j}_b"].astype(np.float32))
-                   for j in range(2)]
+    def __init__(self, path: str | os.PathLike[str] = WEIGHTS) -> None:
+        import onnxruntime
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str] = WEIGHTS) -> Model:
-        with np.load(path, allow_pickle=False) as data:
-            return cls({k: data[k] for k in data.files})
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(
+            os.fspath(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.size = int(self.session.get_inputs()[0].shape[2])
 
-    def score(self, x: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) float32 in [-0.5, 0.5] → (N,) uprightness scores."""
-        n = x.shape[0]
-        for w, b in self.convs:
-            h, wd, c = x.shape[1:]
-            p = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-            cols = np.lib.stride_tricks.sliding_window_view(p, (3, 3), axis=(1, 2))
-            y = cols.reshape(n * h * wd, c * 9) @ w + b  # (C, kh, kw) order, as exported
-            np.maximum(y, 0, out=y)
-            x = y.reshape(n, h // 2, 2, wd // 2, 2, -1).max(axis=(2, 4))
-        z = x.reshape(n, -1) @ self.fc[0][0] + self.fc[0][1]
-        np.maximum(z, 0, out=z)
-        return (z @ self.fc[1][0] + self.fc[1][1])[:, 0]
+    def score(self, views: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 views → (N,) scores."""
+        x = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+        return self.session.run(None, {self.input: x})[0]
 
     def turn_logits(self, square: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 → 4 logits, one per clockwise turn 0/90/180/270."""
-        x = square.astype(np.float32) / 255.0 - 0.5
-        turns = [np.rot90(x, -k) for k in range(4)]
-        views = np.stack(turns + [t[:, ::-1] for t in turns])
-        s = self.score(np.ascontiguousarray(views))
-        return (s[:4] + s[4:]) / 2  # a mirrored upright view is upright too
+        turns = [np.rot90(square, -k) for k in range(4)]
+        s = self.score(np.stack(turns + [t[:, ::-1] for t in turns]))
+        return s[:4] + s[4:]  # a mirrored upright view is upright too
 
 
 _model: Model | None = None
@@ -88,7 +73,7 @@ def model() -> Model:
     if _model is None:
         with _lock:
             if _model is None:
-                _model = Model.load()
+                _model = Model()
     return _model
 
 
