@@ -176,6 +176,25 @@ def test_commit_of_1000_is_one_insert_and_cleanup_removes_stale(tmp_path: Path) 
         dispatcher.stop()
 
 
+def test_cleanup_removes_slots_left_committing_by_a_dead_commit(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, upload_ttl_seconds=10)
+    upgrade(settings.resolved_database_url)
+    direct = build_service(settings).direct
+    data = make_jpeg(32, 32, seed=5)
+    slots = direct.reserve("o", [DeclaredFile("a.jpg", len(data), "image/jpeg")], "http://x")
+    put_all(direct, slots, [data])
+    uid = slots[0]["upload_id"]
+    staged = list((tmp_path).rglob(f"*{uid}*"))
+    assert staged, "the PUT left a staged file"
+    # a commit claims the slot, then its process dies before it settles
+    assert direct.repo.claim_for_commit("o", [uid]) == {uid}
+    assert direct.cleanup(grace_seconds=-60) == 0  # expired, but not stuck long enough
+    assert direct.repo.get(uid).status == "committing"
+    assert direct.cleanup(grace_seconds=-60, stuck_seconds=-60) == 1
+    assert direct.repo.get(uid) is None
+    assert not any(p.exists() for p in staged)
+
+
 @pytest.mark.parametrize("body", [
     {"files": [{"filename": "a", "size": 0, "content_type": "image/jpeg"}]},
     {"files": [{"filename": "a", "size": 5, "content_type": "image/jpeg", "sha256": "xyz"}]},

@@ -287,15 +287,19 @@ class DirectUploads:
 
     # -- clean-up -------------------------------------------------------------------
 
-    def cleanup(self, grace_seconds: int = 300) -> int:
-        """Remove expired, never-committed uploads (and, a day on, settled slot rows)."""
+    def cleanup(self, grace_seconds: int = 300, stuck_seconds: int = 3600) -> int:
+        """Remove expired, never-committed uploads (and, a day on, settled slot rows).
+        A slot still `committing` an hour after it expired was claimed by a commit that
+        died (a killed process): no live commit takes that long, so it goes too; the
+        images it published, if any, stay (their content hash dedups a re-upload)."""
         now = utcnow()
         stale = self.repo.expired(now - timedelta(seconds=grace_seconds),
                                   ("reserved", "receiving", "received"))
+        stale += self.repo.expired(now - timedelta(seconds=stuck_seconds), ("committing",))
         stale += self.repo.expired(now - timedelta(days=1), ("committed", "rejected"))
         for slot in stale:
             self._staged_path(slot.id).unlink(missing_ok=True)
-            if self.presigned and slot.status == "reserved":
+            if self.presigned and slot.status in ("reserved", "committing"):
                 self.images.storage.delete(staging_key(slot.id))
         self.repo.delete([s.id for s in stale])
         if stale:
