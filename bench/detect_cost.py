@@ -1,5 +1,6 @@
-"""What rotation detection adds to rendering: the same photos through the pipeline with
-the detect step off and on, rounds interleaved, one thread, in one process.
+"""What rotation detection adds to rendering: the test corpus' photos (the list in
+bench/orientation.py) through the pipeline with the detect step off and on, rounds
+interleaved, one thread, in one process.
 
     IMGRESS_CORPUS=../shared/corpus .venv/bin/python bench/detect_cost.py [--rounds 4]
 """
@@ -19,11 +20,7 @@ from pathlib import Path
 
 from imgress.app import make_pipeline
 from imgress.config import load_settings
-
-PHOTOS = ("exif-orientation-examples/Landscape_1.jpg", "exif-orientation-examples/Portrait_1.jpg",
-          "Pillow/Tests/images/app13-multiple.jpg", "image-rs/tests/images/jpg/progressive/cat.jpg",
-          "libvips/test/test-suite/images/sample.jpg", "libvips/test/test-suite/images/1.webp",
-          "Pillow/Tests/images/flower.webp")
+from orientation import CORPUS_PHOTOS  # bench/orientation.py: photos never trained on
 
 
 def main() -> None:
@@ -31,7 +28,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     root = Path(os.environ.get("IMGRESS_CORPUS", "../shared/corpus"))
-    photos = [root / p for p in PHOTOS]
+    photos = [root / p for p in CORPUS_PHOTOS]
     times: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -3,10 +3,11 @@
     OMP_NUM_THREADS=1 VIPS_CONCURRENCY=1 .venv/bin/python bench/orientation.py [--write]
 
 Held-out set: the photos tools/train_orientation.py never trained on (split by source
-photo, see `split` there), each written as four JPEG files (1024 px on the long side,
-turned by 0/90/180/270) and judged by `detect_file`, which includes decoding a small
-preview.  With IMGRESS_CORPUS set, a second table covers natural photos of the test
-corpus (never used in training).  --write saves the report to bench/orientation_results.md.
+photo, see `split` in tools/orientation_data.py), each written as four JPEG files
+(1024 px on the long side, turned by 0/90/180/270) and judged by `detect_file`, which
+includes decoding a small preview; then 3 random crops of each.  With IMGRESS_CORPUS
+set, another table covers natural photos of the test corpus (never used in training).
+--write saves the report to bench/orientation_results.md.
 """
 
 from __future__ import annotations
@@ -134,10 +135,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import orientation_data as od
-    from train_orientation import split
-
     photos, _ = od.build_cache()
-    held = [photos[i] for i in split(photos)[1]]
+    held = [photos[i] for i in od.split(photos)[1]]
     sections = []
     with tempfile.TemporaryDirectory() as tmp:
         files = turned_files([p.path for p in held], Path(tmp))

@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from origin import Origin
+
 KEY = "test-key-0123456789abcdef"
 
 
@@ -90,6 +92,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("srv") / "data").start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[Origin]:
+    """A loopback HTTP origin for batch downloads (tests/origin.py), one per module."""
+    srv = Origin()
+    srv.jpeg = make_jpeg(120, 80, seed=4242)
+    yield srv
+    srv.close()
 
 
 @pytest.fixture

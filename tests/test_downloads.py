@@ -19,14 +19,6 @@ from origin import Origin, payload
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    srv = Origin()
-    srv.jpeg = make_jpeg(120, 80, seed=4242)
-    yield srv
-    srv.close()
-
-
-@pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Private addresses allowed (the origin is on loopback), short limits."""
     srv = Server(tmp_path_factory.mktemp("dl") / "data",

@@ -50,13 +50,6 @@ def log_lines(srv: Server) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def origin() -> Iterator[Origin]:
-    srv = Origin()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture(scope="module")
 def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """Downloads from loopback allowed (the origin), a short item timeout."""
     srv = Server(tmp_path_factory.mktemp("obs") / "data",

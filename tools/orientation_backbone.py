@@ -19,6 +19,8 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 NSFWJS = "nsfwjs@4.3.0"
 MODEL_DIR = "package/dist/models/mobilenet_v2"
@@ -60,7 +62,7 @@ def load(model_json: Path, weights_b64: Path) -> tuple[list[dict], dict[str, np.
     return m["modelTopology"]["model_config"]["config"]["layers"], weights
 
 
-def build(cache: Path, stop: str = CUT):
+def build(cache: Path, stop: str = CUT) -> KerasNet:
     """The frozen backbone as a torch module: (N, 3, S, S) RGB in [0, 1] → (N, 576, S/16, S/16)."""
     layers, weights = load(*fetch(cache))
     net = KerasNet(layers, weights, stop)
@@ -69,18 +71,10 @@ def build(cache: Path, stop: str = CUT):
     return net.eval()
 
 
-def _module_base():
-    import torch
-
-    return torch.nn.Module
-
-
-class KerasNet(_module_base()):  # type: ignore[misc]
+class KerasNet(torch.nn.Module):
     """Runs the Keras layers in order (MobileNetV2 is a chain with residual Adds)."""
 
     def __init__(self, layers: list[dict], weights: dict[str, np.ndarray], stop: str) -> None:
-        import torch
-
         super().__init__()
         self.steps: list[tuple[str, str, dict, list[str]]] = []
         self.params = torch.nn.ParameterDict()
@@ -109,9 +103,7 @@ class KerasNet(_module_base()):  # type: ignore[misc]
         else:
             raise ValueError(f"no layer {stop}")
 
-    def forward(self, x):
-        import torch.nn.functional as F
-
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = {}
         y = x
         for name, kind, cfg, inputs in self.steps:

@@ -22,65 +22,50 @@ are never used here.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import orientation_backbone as ob
-import orientation_data as od
+import onnxruntime
+import pyvips
+import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "src"))
+import orientation_backbone as ob  # noqa: E402
+import orientation_data as od  # noqa: E402
+
+from imgress.imaging import orientation  # noqa: E402
+
 WEIGHTS = ROOT / "src" / "imgress" / "imaging" / "orientation_model.onnx"
 SIZE = 128
 CROPS = 8  # views of each photo: the whole picture and 7 random crops
 HIDDEN = 256
-# Sources whose file → photo grouping is clean enough to hold photos out by group;
-# opencv's tutorial images re-use the same photos under many names, so train only.
-EVAL_SOURCES = ("mate", "plasma", "palapeli", "skimage", "sklearn", "stellarium",
-                "tuxpaint", "wesnoth", "imagemagick", "kphotoalbum", "lxqt", "sddm")
 # Cut-outs and drawings made the held-out score slightly worse: not trained on.
 SKIP_SOURCES = ("stamps", "portraits", "gcompris-drawings")
 
 
-def split(photos: list[od.Photo]) -> tuple[list[int], list[int]]:
-    """About 1 in 4 photo groups of EVAL_SOURCES held out, chosen by a hash of the group."""
-    train, held = [], []
-    for i, p in enumerate(photos):
-        h = int(hashlib.sha1(p.group.encode()).hexdigest(), 16) % 4
-        (held if p.source in EVAL_SOURCES and h == 0 else train).append(i)
-    return train, held
+class Pooled(torch.nn.Module):
+    """Backbone + pooling over the whole view and its four quadrants."""
 
+    def __init__(self, backbone: torch.nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
 
-def pooled(backbone):
-    """Backbone + pooling (whole view, four quadrants) as one torch module."""
-    import torch
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = backbone
-
-        def forward(self, x):
-            f = self.backbone(x)
-            h, w = f.shape[2] // 2, f.shape[3] // 2
-            return torch.cat([f.mean((2, 3)), f[:, :, :h, :w].mean((2, 3)),
-                              f[:, :, :h, w:].mean((2, 3)), f[:, :, h:, :w].mean((2, 3)),
-                              f[:, :, h:, w:].mean((2, 3))], 1)
-
-    return Pooled().eval()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.backbone(x)
+        h, w = f.shape[2] // 2, f.shape[3] // 2
+        return torch.cat([f.mean((2, 3)), f[:, :, :h, :w].mean((2, 3)),
+                          f[:, :, :h, w:].mean((2, 3)), f[:, :, h:, :w].mean((2, 3)),
+                          f[:, :, h:, w:].mean((2, 3))], 1)
 
 
 def square(arr: np.ndarray) -> np.ndarray:
     """The runtime's own squashing (imaging.orientation._square), so training sees what
     the service sees."""
-    import pyvips
-
-    from imgress.imaging import orientation
-
     h, w = arr.shape[:2]
     img = pyvips.Image.new_from_memory(np.ascontiguousarray(arr).tobytes(), w, h, 3, "uchar")
     return orientation._square(img.copy(interpretation="srgb"), SIZE)
@@ -88,8 +73,6 @@ def square(arr: np.ndarray) -> np.ndarray:
 
 def features(net, photos: list[od.Photo], arrays: list[np.ndarray], seed: int) -> np.ndarray:
     """(photos, CROPS, 2 mirrors, 4 turns, D) float16; turn 0 is the upright one."""
-    import torch
-
     rng = np.random.default_rng(seed)
     out = []
     t0 = time.time()
@@ -117,9 +100,6 @@ def features(net, photos: list[od.Photo], arrays: list[np.ndarray], seed: int) -
 def train_head(feats: np.ndarray, seed: int, epochs: int = 20):
     """An MLP g on the pooled features, trained so softmax over the four turns of each
     crop (plain and mirrored) picks turn 0.  Returns (mlp, mean, std)."""
-    import torch
-    import torch.nn.functional as F
-
     torch.manual_seed(seed)
     d = feats.shape[-1]
     x = torch.from_numpy(feats.astype(np.float32).reshape(-1, 4, d))
@@ -150,8 +130,6 @@ def train_head(feats: np.ndarray, seed: int, epochs: int = 20):
 
 def accuracy(head, feats: np.ndarray) -> float:
     """Share of crops whose upright turn scores highest (plain + mirror summed)."""
-    import torch
-
     mlp, mu, sd = head
     with torch.no_grad():
         s = mlp((torch.from_numpy(feats.astype(np.float32)) - mu) / sd).squeeze(-1)
@@ -160,8 +138,6 @@ def accuracy(head, feats: np.ndarray) -> float:
 
 def export(net, head, path: Path) -> None:
     """Backbone + pooling + normalisation + MLP → one ONNX graph: (N, 3, S, S) → (N,)."""
-    import torch
-
     mlp, mu, sd = head
 
     class Scorer(torch.nn.Module):
@@ -178,8 +154,6 @@ def export(net, head, path: Path) -> None:
     torch.onnx.export(scorer, torch.rand(8, 3, SIZE, SIZE), str(path), input_names=["views"],
                       output_names=["scores"], dynamic_axes={"views": {0: "n"}, "scores": {0: "n"}},
                       opset_version=17, dynamo=False)
-    import onnxruntime
-
     sample = torch.rand(8, 3, SIZE, SIZE)
     ours = onnxruntime.InferenceSession(str(path)).run(None, {"views": sample.numpy()})[0]
     with torch.no_grad():
@@ -196,20 +170,16 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/orientation-cache"))
     ap.add_argument("--out", type=Path, default=WEIGHTS)
     args = ap.parse_args()
-
-    import torch
-
     torch.set_num_threads(2)
     missing = od.missing_packages()
     if missing:
         sys.exit("install first: apt-get install -y --no-install-recommends "
                  + " ".join(missing))
-    sys.path.insert(0, str(ROOT / "src"))
     t0 = time.time()
     photos, arrays = od.build_cache(cache_dir=str(args.cache))
     keep = [i for i, p in enumerate(photos) if p.source not in SKIP_SOURCES]
     photos, arrays = [photos[i] for i in keep], [arrays[i] for i in keep]
-    net = pooled(ob.build(args.cache))
+    net = Pooled(ob.build(args.cache)).eval()
     feat_file = args.cache / f"features-{od.cache_key(photos, SIZE)}-{CROPS}-{args.seed}.npy"
     if feat_file.exists():
         feats = np.load(feat_file)
@@ -218,15 +188,15 @@ def main() -> None:
         np.save(feat_file, feats)
     print(f"features {feats.shape} ({time.time() - t0:.0f}s)", flush=True)
     if args.cv:
-        fold = np.array([int(hashlib.sha1(p.group.encode()).hexdigest(), 16) % 5 for p in photos])
-        scenic = np.array([p.source not in (*SKIP_SOURCES, "opencv") for p in photos])
+        fold = np.array([od.bucket(p.group, 5) for p in photos])
+        scenic = np.array([p.source != "opencv" for p in photos])  # opencv: train only
         for f in range(5):
             tr = np.flatnonzero(fold != f)
             te = np.flatnonzero((fold == f) & scenic)
             head = train_head(feats[tr], args.seed)
             print(f"fold {f}: {accuracy(head, feats[te]):.3f} on {len(te)} photos", flush=True)
         return
-    train_idx, held_idx = split(photos)
+    train_idx, held_idx = od.split(photos)
     head = train_head(feats[train_idx], args.seed)
     print(f"train {len(train_idx)} photos: {accuracy(head, feats[train_idx]):.3f}; "
           f"held out {len(held_idx)} photos: {accuracy(head, feats[held_idx]):.3f}")
