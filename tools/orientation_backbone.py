@@ -25,6 +25,9 @@ import torch.nn.functional as F
 NSFWJS = "nsfwjs@4.3.0"
 MODEL_DIR = "package/dist/models/mobilenet_v2"
 CUT = "block_13_expand_relu"  # 576 channels at 1/16 of the input side
+# Blocks 11-13 (up to CUT) are fine-tuned on the rotation task; 0-10 stay frozen, so
+# training caches their output once (96 channels at 1/16 of the side).
+SPLIT = "block_10_project_BN"
 
 
 def fetch(cache: Path) -> tuple[Path, Path]:
@@ -62,28 +65,36 @@ def load(model_json: Path, weights_b64: Path) -> tuple[list[dict], dict[str, np.
     return m["modelTopology"]["model_config"]["config"]["layers"], weights
 
 
-def build(cache: Path, stop: str = CUT) -> KerasNet:
-    """The frozen backbone as a torch module: (N, 3, S, S) RGB in [0, 1] → (N, 576, S/16, S/16)."""
+def build(cache: Path, stop: str = CUT, start: str | None = None,
+          trainable: bool = False) -> KerasNet:
+    """The backbone from after layer `start` (default: the RGB input in [0, 1]) to layer
+    `stop`: (N, 3, S, S) → (N, 576, S/16, S/16) when whole."""
     layers, weights = load(*fetch(cache))
-    net = KerasNet(layers, weights, stop)
+    net = KerasNet(layers, weights, stop, start)
     for p in net.parameters():
-        p.requires_grad_(False)
-    return net.eval()
+        p.requires_grad_(trainable)
+    return net.train(trainable)
 
 
 class KerasNet(torch.nn.Module):
     """Runs the Keras layers in order (MobileNetV2 is a chain with residual Adds)."""
 
-    def __init__(self, layers: list[dict], weights: dict[str, np.ndarray], stop: str) -> None:
+    def __init__(self, layers: list[dict], weights: dict[str, np.ndarray], stop: str,
+                 start: str | None = None) -> None:
         super().__init__()
+        self.start = start
         self.steps: list[tuple[str, str, dict, list[str]]] = []
         self.params = torch.nn.ParameterDict()
 
         def keep(key: str, value: np.ndarray) -> None:
             self.params[key] = torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(value)))
 
+        skipping = start is not None
         for layer in layers:
             name, kind, cfg = layer["name"], layer["class_name"], layer["config"]
+            if skipping:
+                skipping = name != start
+                continue
             inputs = [x[0] for x in layer["inbound_nodes"][0]] if layer["inbound_nodes"] else []
             if kind == "Conv2D":  # (kh, kw, cin, cout) → (cout, cin, kh, kw)
                 keep(f"{name}_w", weights[f"{name}/kernel"].transpose(3, 2, 0, 1))
@@ -104,7 +115,7 @@ class KerasNet(torch.nn.Module):
             raise ValueError(f"no layer {stop}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values = {}
+        values = {self.start: x} if self.start else {}
         y = x
         for name, kind, cfg, inputs in self.steps:
             a = values[inputs[0]] if inputs else x

