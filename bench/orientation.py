@@ -99,9 +99,9 @@ def judge(files: list[tuple[Path, int]]
 
 
 def report(title: str, n_photos: int, confusion: list[list[int]], times: list[float],
-           undecided: int, answers: list[tuple[float, bool]]) -> str:
+           undecided: int, answers: list[tuple[float, bool]], unit: str = "photos") -> str:
     lines = [f"### {title}", "",
-             f"{n_photos} photos x 4 turns = {4 * n_photos} files; {undecided} undecided", "",
+             f"{n_photos} {unit} x 4 turns = {4 * n_photos} files; {undecided} undecided", "",
              "| true angle | accuracy | n |", "|---|---|---|"]
     total_hit = total = 0
     for i, a in enumerate(ANGLES):
@@ -147,7 +147,7 @@ def main() -> None:
         cropped.mkdir()
         files = turned_files([p.path for p in held], cropped, crops=CROPS)
         sections.append(report(f"Held-out photos, {CROPS} random crops of each",
-                               len(held) * CROPS, *judge(files)))
+                               len(held) * CROPS, *judge(files), unit="crops"))
         corpus = os.environ.get("IMGRESS_CORPUS")
         if corpus:
             paths = [str(Path(corpus) / p) for p in CORPUS_PHOTOS
