@@ -309,7 +309,8 @@ def build_cache(size: int = 320, cache_dir: str = "/tmp/orientation-cache"
                 ) -> tuple[list[Photo], list[np.ndarray]]:
     """Decode every usable photo once (a few minutes) and keep them in an .npz."""
     photos = one_per_group(collect()) + [
-        Photo(*row) for row in orientation_packages.collect(Path(cache_dir))]
+        Photo(*row) for row in orientation_packages.collect(Path(cache_dir))
+        if not RESERVED.search(row[2])]
     os.makedirs(cache_dir, exist_ok=True)
     cache = os.path.join(cache_dir, f"photos-{cache_key(photos, size)}.npz")
     if os.path.exists(cache):
