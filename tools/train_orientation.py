@@ -20,7 +20,8 @@ held-out photos, colour/edge features with LightGBM 50%; the frozen ImageNet bac
 with a trained head ~74% in 5-fold cross-validation (`--cv`).  Adding the ~100 npm/PyPI
 photos raised that head to 74.6% (+1.2 points, same folds); fine-tuning blocks 11-13
 for 3 epochs (more overfits: training loss ~0.02 by epoch 5 and the test score falls)
-added 0.3-1.0 points per fold and most on crops (bench/orientation_results.md).  Rendered game
+was neutral in 5-fold CV (74.4% vs 74.6%) while the bench's held-out crops rose
+63% → 71% with both changes (bench/orientation_results.md).  Rendered game
 scenes (skyboxes, level shots, flight-sim splashes: ~470 images) did not help (73.2%
 vs 73.4%) and are not used.  The photos held out for bench/orientation.py (`split`)
 are never used here.
