@@ -121,6 +121,26 @@ def test_archive_link_token(open_server: Server, origin: Origin) -> None:
     assert httpx.get(url.split("?")[0]).status_code == 401
 
 
+def test_image_deleted_after_the_job_is_listed_not_a_broken_zip(
+        open_server: Server, origin: Origin) -> None:
+    with open_server.client() as c:
+        kept, gone = (upload(c, (f"{n}.jpg", make_jpeg(120, 90, seed=s))).json()["items"][0]
+                      for n, s in (("kept", 301), ("gone", 302)))
+        job, _ = run_job(c, [{"image_id": kept["image"]["id"]},
+                             {"image_id": gone["image"]["id"]},
+                             {"url": f"{origin.url}/jpeg/x", "name": "fetched"}])
+        assert job["done"] == 3
+        assert c.delete(f"/v1/images/{gone['image']['id']}").status_code == 204
+        archive = c.get(job["archive_url"].split("?")[0])
+    assert archive.status_code == 200
+    assert int(archive.headers["content-length"]) == len(archive.content)
+    zf = zipfile.ZipFile(io.BytesIO(archive.content))
+    assert zf.testzip() is None
+    assert zf.namelist() == ["kept.jpg", "fetched.jpg", "errors.txt"]
+    assert zf.read("kept.jpg") == make_jpeg(120, 90, seed=301)
+    assert "gone.jpg" in (errors := zf.read("errors.txt").decode()) and "image_deleted" in errors
+
+
 def test_request_errors(open_server: Server, origin: Origin) -> None:
     with open_server.client() as c:
         cases = [

@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -144,11 +145,35 @@ class DownloadService:
             raise Conflict(f"the download is still {job.status}: "
                            f"{job.finished} of {job.total} items finished", code="not_ready")
         assert job.items is not None
+        done = [i for i in job.items if i.status == "done" and i.storage_key]
+        for item in self._gone(job.id, done):
+            _fail(item, NotFound(f"image {item.source} was deleted after the download "
+                                 "finished", code="image_deleted"))
         entries = [archive.Entry(i.name, i.bytes, partial(self.storage.open, i.storage_key))
                    for i in job.items if i.status == "done" and i.storage_key]
         errors = [f"{i.index}\t{i.name}\t{_shown(i.source)}\t{i.error_code}: {i.error_message}"
                   for i in job.items if i.status == "failed"]
         return archive.build(entries, errors), f"{job.name}.zip"
+
+    def _gone(self, job_id: str, done: list[DownloadItem]) -> list[DownloadItem]:
+        """Done items of stored images whose bytes were deleted since (the image was,
+        and it was the last reference). Checked before the zip starts: a sized zip
+        that fails half-way is a broken file; one listed in errors.txt is not. Fetched
+        URLs are the job's own copies, kept until it expires, so are not checked."""
+        own = f"downloads/{job_id}/"
+        stored = [i for i in done if not i.storage_key.startswith(own)]
+
+        def missing(item: DownloadItem) -> bool:
+            try:
+                self.storage.stat(item.storage_key)
+            except FileNotFoundError:
+                return True
+            return False
+
+        if not stored:
+            return []
+        with ThreadPoolExecutor(min(16, len(stored)), thread_name_prefix="imgress-stat") as pool:
+            return [i for i, gone in zip(stored, pool.map(missing, stored), strict=True) if gone]
 
     # -- run (the task) ----------------------------------------------------------------
 
