@@ -81,8 +81,10 @@ async def events(job_id: str, request: Request, owner: str = Depends(require_own
             if job.status in ("done", "failed") and len(sent) >= job.total:
                 yield {"event": "end", "data": json.dumps(job.to_api(svc.archive_url(job)))}
                 return
-            if await request.is_disconnected():
-                return
+            # No request.is_disconnected() here: EventSourceResponse already listens
+            # for the disconnect and cancels this generator, and a second reader of
+            # `receive` (that call cancels its own receive at once) made granian now
+            # and then drop the connection before the stream's last chunk.
             await asyncio.sleep(POLL_SECONDS)
 
     return EventSourceResponse(stream(), ping=15)
