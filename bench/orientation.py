@@ -1,13 +1,15 @@
 """Rotation detection: accuracy per angle, confusion matrix and time per image on one core.
 
-    OMP_NUM_THREADS=1 VIPS_CONCURRENCY=1 .venv/bin/python bench/orientation.py [--write]
+    OMP_NUM_THREADS=1 VIPS_CONCURRENCY=1 .venv/bin/python bench/orientation.py \
+        [--write] [--against OTHER.onnx ...]
 
 Held-out set: the photos tools/train_orientation.py never trained on (split by source
 photo, see `split` in tools/orientation_data.py), each written as four JPEG files
 (1024 px on the long side, turned by 0/90/180/270) and judged by `detect_file`, which
 includes decoding a small preview; then 3 random crops of each.  With IMGRESS_CORPUS
 set, another table covers natural photos of the test corpus (never used in training).
---write saves the report to bench/orientation_results.md.
+--write saves the report to bench/orientation_results.md; --against runs other
+models on the same files, taking turns, and adds a side-by-side table.
 """
 
 from __future__ import annotations
@@ -79,23 +81,31 @@ def turned_files(paths: list[str], out: Path, crops: int = 0) -> list[tuple[Path
     return made
 
 
-def judge(files: list[tuple[Path, int]]
-          ) -> tuple[list[list[int]], list[float], int, list[tuple[float, bool]]]:
-    confusion = [[0] * 4 for _ in range(4)]
-    times: list[float] = []
-    answers: list[tuple[float, bool]] = []  # (confidence, right) per decided file
-    undecided = 0
-    orientation.model()  # load the weights outside the timing
+Result = tuple[list[list[int]], list[float], int, list[tuple[float, bool]]]
+
+
+def judge(files: list[tuple[Path, int]], models: list[orientation.Model]) -> list[Result]:
+    """Every file through every model, the models taking turns file by file so that
+    a slower minute of the machine hits them alike."""
+    results: list[Result] = [([[0] * 4 for _ in range(4)], [], 0, []) for _ in models]
     for f, label in files:
-        t0 = time.perf_counter()
-        found = orientation.detect_file(f)
-        times.append((time.perf_counter() - t0) * 1000)
-        if found is None:
-            undecided += 1
-            continue
-        confusion[ANGLES.index(label)][ANGLES.index(found.angle)] += 1
-        answers.append((found.confidence, found.angle == label))
-    return confusion, times, undecided, answers
+        for m, (confusion, times, _, answers) in zip(models, results, strict=True):
+            orientation._model = m  # detect_file uses the module's model
+            t0 = time.perf_counter()
+            found = orientation.detect_file(f)
+            times.append((time.perf_counter() - t0) * 1000)
+            if found is None:
+                continue
+            confusion[ANGLES.index(label)][ANGLES.index(found.angle)] += 1
+            answers.append((found.confidence, found.angle == label))
+    return [(c, t, len(files) - len(a), a) for c, t, _, a in results]
+
+
+def summary(result: Result) -> str:
+    confusion, times, _, _ = result
+    hit = sum(confusion[i][i] for i in range(4))
+    return (f"{hit / max(sum(map(sum, confusion)), 1):.1%} | "
+            f"{statistics.median(times):.1f} ms")
 
 
 def report(title: str, n_photos: int, confusion: list[list[int]], times: list[float],
@@ -132,30 +142,42 @@ def report(title: str, n_photos: int, confusion: list[list[int]], times: list[fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="save bench/orientation_results.md")
+    ap.add_argument("--against", type=Path, action="append", default=[],
+                    help="another ONNX model to run side by side (repeatable)")
     args = ap.parse_args()
 
     import orientation_data as od
     photos, _ = od.build_cache()
     held = [photos[i] for i in od.split(photos)[1]]
-    sections = []
+    models = [orientation.Model(), *(orientation.Model(p) for p in args.against)]
+    names = ["shipped", *(p.name for p in args.against)]
+    sections, side = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        files = turned_files([p.path for p in held], Path(tmp))
-        sections.append(report(
-            f"Held-out photos ({', '.join(sorted({p.source for p in held}))})",
-            len(held), *judge(files)))
-        cropped = Path(tmp) / "crops"
+        cropped, cdir = Path(tmp) / "crops", Path(tmp) / "corpus"
         cropped.mkdir()
-        files = turned_files([p.path for p in held], cropped, crops=CROPS)
-        sections.append(report(f"Held-out photos, {CROPS} random crops of each",
-                               len(held) * CROPS, *judge(files), unit="crops"))
+        cdir.mkdir()
+        sets = [(f"Held-out photos ({', '.join(sorted({p.source for p in held}))})",
+                 len(held), "photos", turned_files([p.path for p in held], Path(tmp))),
+                (f"Held-out photos, {CROPS} random crops of each", len(held) * CROPS, "crops",
+                 turned_files([p.path for p in held], cropped, crops=CROPS))]
         corpus = os.environ.get("IMGRESS_CORPUS")
         if corpus:
             paths = [str(Path(corpus) / p) for p in CORPUS_PHOTOS
                      if (Path(corpus) / p).exists()]
-            cdir = Path(tmp) / "corpus"
-            cdir.mkdir()
-            sections.append(report("Test-corpus photos (IMGRESS_CORPUS)", len(paths),
-                                   *judge(turned_files(paths, cdir))))
+            sets.append(("Test-corpus photos (IMGRESS_CORPUS)", len(paths), "photos",
+                         turned_files(paths, cdir)))
+        for title, n, unit, files in sets:
+            results = judge(files, models)
+            sections.append(report(title, n, *results[0], unit=unit))
+            side.append(f"| {title.split(' (')[0]} | "
+                        + " | ".join(summary(r) for r in results)
+                        + " |")
+    if args.against:
+        sections += ["### Side by side (accuracy | median time per image, same files, "
+                     "models taking turns)", "",
+                     "| set | " + " | ".join(f"{n}: accuracy | time" for n in names) + " |",
+                     "|---|" + "---|---|" * len(names),
+                     *side, ""]
     text = "\n".join(sections)
     print(text)
     if args.write:
