@@ -47,3 +47,28 @@ def test_unreachable_s3_makes_readyz_503(tmp_path: Path) -> None:
         assert r.json()["checks"]["database"] == "ok"
     finally:
         srv.stop()
+
+
+def test_presigned_urls_name_the_outside_address(moto_s3: str, s3_bucket: str,
+                                                 tmp_path: Path) -> None:
+    """In compose the server reaches the store as http://minio:9000, which clients
+    cannot resolve: presign_endpoint makes the URLs for the address they can."""
+    from imgress.config import parse_s3_url
+    from imgress.storage.s3 import S3Storage
+
+    outside = moto_s3.replace("127.0.0.1", "localhost")
+    options = parse_s3_url(f"s3://{s3_bucket}/p?endpoint_url={moto_s3}"
+                           f"&presign_endpoint={outside}")
+    store = S3Storage(options["bucket"], prefix=options["prefix"],
+                      endpoint_url=options["endpoint_url"],
+                      presign_endpoint=options["presign_endpoint"], spool_root=tmp_path)
+    body = make_jpeg(64, 48, seed=5)
+    presigned = store.presign_put("staging/x", len(body), "image/jpeg", 60)
+    assert presigned is not None
+    url, headers = presigned
+    assert url.startswith(f"{outside}/{s3_bucket}/p/staging/x?")
+    assert httpx.put(url, content=body, headers=headers).status_code == 200
+    assert store.stat("staging/x").size == len(body)  # through the inside address
+    assert store.url("staging/x").startswith(outside)
+    plain = S3Storage(s3_bucket, endpoint_url=moto_s3, spool_root=tmp_path)
+    assert plain.presign_put("k", 1, "image/jpeg", 60)[0].startswith(moto_s3)  # type: ignore[index]

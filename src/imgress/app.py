@@ -50,7 +50,9 @@ def make_storage(settings: Settings) -> Storage:
         return S3Storage(
             options["bucket"], prefix=options["prefix"],
             endpoint_url=options.get("endpoint_url"), region=options.get("region"),
-            public_url=options.get("public_url"), spool_root=settings.data_dir.resolve())
+            public_url=options.get("public_url"),
+            presign_endpoint=options.get("presign_endpoint"),
+            spool_root=settings.data_dir.resolve())
     return LocalStorage(settings.storage_root)
 
 

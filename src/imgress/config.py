@@ -196,12 +196,14 @@ class Settings(BaseSettings):
 
 
 def parse_s3_url(url: str) -> dict[str, str]:
-    """s3://BUCKET[/PREFIX]?endpoint_url=…&region=…&public_url=… → options."""
+    """s3://BUCKET[/PREFIX]?endpoint_url=…&region=…&public_url=…&presign_endpoint=…
+    → options (presign_endpoint: the store's address as clients outside reach it)."""
     parsed = urlparse(url)
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-    unknown = set(query) - {"endpoint_url", "region", "public_url"}
+    unknown = set(query) - {"endpoint_url", "region", "public_url", "presign_endpoint"}
     if parsed.scheme != "s3" or not parsed.netloc or unknown:
-        raise ValueError("use s3://BUCKET[/PREFIX]?endpoint_url=…&region=…&public_url=…")
+        raise ValueError("use s3://BUCKET[/PREFIX]?endpoint_url=…&region=…&public_url=…"
+                         "&presign_endpoint=…")
     return {"bucket": parsed.netloc, "prefix": parsed.path.strip("/"), **query}
 
 

@@ -24,7 +24,8 @@ _MISSING = {"404", "NoSuchKey", "NotFound"}
 class S3Storage:
     def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None,
                  region: str | None = None, public_url: str | None = None,
-                 spool_root: Path | None = None, retries: int = 8):
+                 presign_endpoint: str | None = None, spool_root: Path | None = None,
+                 retries: int = 8):
         self.bucket, self.prefix = bucket, prefix
         self.public_url = public_url.rstrip("/") if public_url else None
         self._endpoint, self._region = endpoint_url, region or "us-east-1"
@@ -35,6 +36,13 @@ class S3Storage:
             config=Config(retries={"max_attempts": retries, "mode": "standard"},
                           signature_version="s3v4", s3={"addressing_style": "path"}),
         )
+        # Clients PUT to presigned URLs from outside (a browser, a phone); the server
+        # may reach the store by a name they cannot (http://minio:9000 in compose).
+        # SigV4 signs the host, so the URL is made by a client for the outside name;
+        # presigning is local, no request is sent.
+        self._presigner = self._client if not presign_endpoint else boto3.client(
+            "s3", endpoint_url=presign_endpoint, region_name=region or "us-east-1",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
         self._transfer = TransferConfig(multipart_threshold=64 * 1024**2,
                                         multipart_chunksize=16 * 1024**2)
         self._spool = Path(spool_root or tempfile.gettempdir()) / "imgress-spool"
@@ -88,13 +96,13 @@ class S3Storage:
     def url(self, key: str) -> str:
         if self.public_url:
             return f"{self.public_url}/{self._key(key)}"
-        return self._client.generate_presigned_url(
+        return self._presigner.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
             ExpiresIn=3600)
 
     def presign_put(self, key: str, size: int, content_type: str, expires_in: int
                     ) -> tuple[str, dict[str, str]] | None:
-        url = self._client.generate_presigned_url(
+        url = self._presigner.generate_presigned_url(
             "put_object", ExpiresIn=expires_in,
             Params={"Bucket": self.bucket, "Key": self._key(key),
                     "ContentType": content_type, "ContentLength": size})
