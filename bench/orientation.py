@@ -90,9 +90,8 @@ def judge(files: list[tuple[Path, int]], models: list[orientation.Model]) -> lis
     results: list[Result] = [([[0] * 4 for _ in range(4)], [], 0, []) for _ in models]
     for f, label in files:
         for m, (confusion, times, _, answers) in zip(models, results, strict=True):
-            orientation._model = m  # detect_file uses the module's model
             t0 = time.perf_counter()
-            found = orientation.detect_file(f)
+            found = orientation.detect_file(f, m)
             times.append((time.perf_counter() - t0) * 1000)
             if found is None:
                 continue

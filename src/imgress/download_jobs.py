@@ -150,7 +150,7 @@ class DownloadService:
             _fail(item, NotFound(f"image {item.source} was deleted after the download "
                                  "finished", code="image_deleted"))
         entries = [archive.Entry(i.name, i.bytes, partial(self.storage.open, i.storage_key))
-                   for i in job.items if i.status == "done" and i.storage_key]
+                   for i in done if i.status == "done"]  # less those just failed
         errors = [f"{i.index}\t{i.name}\t{_shown(i.source)}\t{i.error_code}: {i.error_message}"
                   for i in job.items if i.status == "failed"]
         return archive.build(entries, errors), f"{job.name}.zip"
@@ -170,7 +170,7 @@ class DownloadService:
                 return True
             return False
 
-        if not stored:
+        if not stored:  # a pool of 0 threads is an error
             return []
         with ThreadPoolExecutor(min(16, len(stored)), thread_name_prefix="imgress-stat") as pool:
             return [i for i, gone in zip(stored, pool.map(missing, stored), strict=True) if gone]

@@ -117,13 +117,13 @@ def _square(image: pyvips.Image, size: int) -> np.ndarray:
     return arr
 
 
-def detect(image: pyvips.Image) -> Detection | None:
+def detect(image: pyvips.Image, using: Model | None = None) -> Detection | None:
     """Judge an EXIF-upright 8-bit sRGB/grey image; None when it is too small or flat
     to judge.  Other formats (16-bit, CMYK, alpha) are converted first, never raised."""
     if image.width < MIN_SIDE or image.height < MIN_SIDE:
         return None
     try:
-        m = model()
+        m = using or model()  # `using`: another model, for benches
         square = _square(_to_rgb8(image), m.size)
     except pyvips.Error:
         return None
@@ -136,7 +136,8 @@ def detect(image: pyvips.Image) -> Detection | None:
     return Detection(ANGLES[k], round(float(p[k]), 4))
 
 
-def detect_file(path: str | os.PathLike[str]) -> Detection | None:
+def detect_file(path: str | os.PathLike[str], using: Model | None = None
+                ) -> Detection | None:
     """Decode a small preview (shrink-on-load, EXIF autorot, first frame) and detect.
     None for a file libvips cannot decode."""
     try:
@@ -144,4 +145,4 @@ def detect_file(path: str | os.PathLike[str]) -> Detection | None:
                                        size="down", no_rotate=False)
     except pyvips.Error:
         return None
-    return detect(image)
+    return detect(image, using)

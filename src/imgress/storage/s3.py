@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -29,24 +29,25 @@ class S3Storage:
         self.bucket, self.prefix = bucket, prefix
         self.public_url = public_url.rstrip("/") if public_url else None
         self._endpoint, self._region = endpoint_url, region or "us-east-1"
-        self._probe_client: object | None = None
-        self._client = boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-            # SigV4: presigned PUTs bind Content-Length and Content-Type (V2 cannot).
-            config=Config(retries={"max_attempts": retries, "mode": "standard"},
-                          signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
+        self._probe_client: Any = None
+        self._client = self._make_client(
+            endpoint_url, retries={"max_attempts": retries, "mode": "standard"})
         # Clients PUT to presigned URLs from outside (a browser, a phone); the server
         # may reach the store by a name they cannot (http://minio:9000 in compose).
         # SigV4 signs the host, so the URL is made by a client for the outside name;
         # presigning is local, no request is sent.
-        self._presigner = self._client if not presign_endpoint else boto3.client(
-            "s3", endpoint_url=presign_endpoint, region_name=region or "us-east-1",
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+        self._presigner = (self._make_client(presign_endpoint) if presign_endpoint
+                           else self._client)
         self._transfer = TransferConfig(multipart_threshold=64 * 1024**2,
                                         multipart_chunksize=16 * 1024**2)
         self._spool = Path(spool_root or tempfile.gettempdir()) / "imgress-spool"
         self._spool.mkdir(parents=True, exist_ok=True)
+
+    def _make_client(self, endpoint_url: str | None, **config: object) -> Any:
+        # SigV4: presigned PUTs bind Content-Length and Content-Type (V2 cannot).
+        return boto3.client("s3", endpoint_url=endpoint_url, region_name=self._region,
+                            config=Config(signature_version="s3v4",
+                                          s3={"addressing_style": "path"}, **config))
 
     def _key(self, key: str) -> str:
         if not key or key.startswith(("/", ".")) or ".." in key.split("/"):
@@ -115,12 +116,10 @@ class S3Storage:
         """Readiness: is the bucket reachable now? One try, short timeouts (the main
         client retries for up to a minute, which a probe polled every second must not)."""
         if self._probe_client is None:
-            self._probe_client = boto3.client(
-                "s3", endpoint_url=self._endpoint, region_name=self._region,
-                config=Config(retries={"max_attempts": 1, "mode": "standard"},
-                              connect_timeout=1, read_timeout=1,
-                              signature_version="s3v4", s3={"addressing_style": "path"}))
-        self._probe_client.head_bucket(Bucket=self.bucket)  # type: ignore[attr-defined]
+            self._probe_client = self._make_client(
+                self._endpoint, retries={"max_attempts": 1, "mode": "standard"},
+                connect_timeout=1, read_timeout=1)
+        self._probe_client.head_bucket(Bucket=self.bucket)
 
 
 def _translate(exc: ClientError, key: str) -> Exception:
