@@ -176,6 +176,22 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def tesseract() -> str:
+    """Tesseract's version, for the tests that run it; skip when it (or its osd data) is
+    not installed, fail on CI, where .ci/run installs it."""
+    from imgress.imaging.document_orientation import tesseract_version
+
+    version = tesseract_version()
+    if version is None:
+        missing = ("tesseract with its osd data is not installed "
+                   "(apt-get install tesseract-ocr tesseract-ocr-osd)")
+        if services_required():
+            raise RuntimeError(missing)
+        pytest.skip(missing)
+    return version
+
+
+@pytest.fixture(scope="session")
 def moto_s3() -> Iterator[str]:
     """A real S3 API server (moto's server mode) on loopback; its endpoint URL."""
     port = free_port()

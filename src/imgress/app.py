@@ -26,7 +26,7 @@ from imgress.db.upload_repository import UploadRepository
 from imgress.direct_uploads import DirectUploads
 from imgress.download_jobs import DownloadService
 from imgress.downloads.fetcher import FetchPolicy
-from imgress.imaging.pipeline import Pipeline
+from imgress.imaging.pipeline import Detector, FileDetector, Pipeline
 from imgress.jobs.base import Dispatcher, TaskHandler
 from imgress.jobs.inprocess import InProcessDispatcher
 from imgress.keys import load_or_create, load_or_create_secret
@@ -66,15 +66,29 @@ def make_dispatcher(settings: Settings) -> Dispatcher:
                                lanes={"run_download": settings.download_workers})
 
 
+def make_detector(settings: Settings) -> tuple[Detector, FileDetector, str]:
+    """Content-based rotation detection: on an image, on a file, and its tag for the
+    variants' fingerprint.  Tesseract's OSD judges documents ahead of the photo model
+    where tesseract and its osd data are installed; the tag then names both (and the
+    Tesseract version), so nothing rendered under the model alone is reused."""
+    from imgress.imaging import document_orientation, orientation
+
+    tag = hashlib.sha256(orientation.WEIGHTS.read_bytes()).hexdigest()[:8]
+    version = document_orientation.tesseract_version() if settings.orientation_documents \
+        else None
+    if version is None:
+        return orientation.detect, orientation.detect_file, tag
+    both = document_orientation.DocumentFirst(orientation.detect)
+    return both, both.detect_file, f"{tag}+{document_orientation.TAG}-{version}"
+
+
 def make_pipeline(settings: Settings) -> Pipeline:
     if not settings.orientation_detect:
         return Pipeline(settings.presets, settings.variant_format, settings.variant_quality)
-    from imgress.imaging import orientation
-
-    tag = hashlib.sha256(orientation.WEIGHTS.read_bytes()).hexdigest()[:8]
+    detect, detect_file, tag = make_detector(settings)
     return Pipeline(settings.presets, settings.variant_format, settings.variant_quality,
-                    detector=orientation.detect, threshold=settings.orientation_threshold,
-                    detector_tag=tag)
+                    detector=detect, threshold=settings.orientation_threshold,
+                    detector_tag=tag, detect_file=detect_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.direct, app.state.public_url = direct, settings.public_url
     app.state.downloads = downloads_svc
     app.state.settings = settings
+    # POST /v1/orientation judges whether or not processing does.
+    app.state.detect_orientation = processor.pipeline.detect_file or make_detector(settings)[1]
     app.state.readiness = Readiness(service_checks(svc))
     app.state.backlog = BacklogCollector(svc.repo.engine)
     app.state.rate_limiter = RateLimiter(settings.rate_limit,

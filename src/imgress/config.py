@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # at confidence >= 0.95 (bench/orientation_results.md): not good enough to turn
     # people's photos by default; operators opt in with a lower threshold.
     orientation_threshold: float = Field(1.0, ge=0.0, le=1.0)
+    # Documents, scans and screenshots are judged by Tesseract's OSD where `tesseract`
+    # and its osd data are installed (imaging/document_orientation.py); false: the
+    # photo model judges everything.
+    orientation_documents: bool = True
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"

@@ -1,8 +1,9 @@
 """POST /v1/orientation: judge one picture's rotation from its content; nothing is stored.
 
 The upload is streamed to a temporary file (bounded by max_part_bytes), its type is
-sniffed from the first bytes, EXIF orientation read from the header, and the model in
-imgress.imaging.orientation run on a small EXIF-upright preview.
+sniffed from the first bytes, EXIF orientation read from the header, and the app's
+rotation detector (app.make_detector: Tesseract OSD for documents where installed, the
+model in imgress.imaging.orientation otherwise) run on an EXIF-upright preview.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Request
@@ -23,6 +24,9 @@ from imgress.errors import BadRequest, ImgressError, Unprocessable
 from imgress.imaging.probe import read_header
 from imgress.limits import SNIFF_BYTES, UploadLimits, require_image_type
 from imgress.service import ImageService
+
+if TYPE_CHECKING:
+    from imgress.imaging.pipeline import FileDetector
 
 router = APIRouter()
 
@@ -65,13 +69,11 @@ async def _receive(request: Request, svc: ImageService, fd: int) -> bytes:
     return head
 
 
-def _judge(path: Path, limits: UploadLimits) -> dict[str, Any]:
-    from imgress.imaging import orientation  # numpy and the weights load on first use
-
+def _judge(path: Path, limits: UploadLimits, detect: FileDetector) -> dict[str, Any]:
     header = read_header(path)  # RejectedPart (422) when the header is unreadable
     limits.check_pixels(header.width, header.height)
     started = time.perf_counter()
-    found = orientation.detect_file(path)  # None: too small or flat to judge
+    found = detect(path)  # None: too small or flat to judge (the weights load on first use)
     metrics.observe_orientation(found.angle if found else None,
                                 found.confidence if found else None,
                                 time.perf_counter() - started)
@@ -98,7 +100,8 @@ async def detect_orientation(request: Request, owner: str = Depends(require_owne
         finally:
             os.close(fd)
         require_image_type(head)
-        return await to_thread.run_sync(_judge, path, svc.limits)
+        return await to_thread.run_sync(_judge, path, svc.limits,
+                                        request.app.state.detect_orientation)
     except ImgressError:
         raise
     except Exception as exc:  # a decoder surprise must still answer in the error shape

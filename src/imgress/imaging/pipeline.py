@@ -21,6 +21,7 @@ from imgress.imaging.orientation import Detection
 from imgress.imaging.probe import Header, _first_line, read_header
 
 Detector = Callable[[pyvips.Image], Detection | None]
+FileDetector = Callable[[Path], Detection | None]  # decodes its own preview(s)
 
 PIPELINE_VERSION = "1"
 _SAVE_OPTIONS: dict[str, dict[str, object]] = {
@@ -171,11 +172,12 @@ STEPS: tuple[tuple[str, Callable[[Context], None]], ...] = (
 class Pipeline:
     def __init__(self, presets: Sequence[VariantPreset], fmt: str, quality: int, *,
                  detector: Detector | None = None, threshold: float = 1.0,
-                 detector_tag: str = ""):
+                 detector_tag: str = "", detect_file: FileDetector | None = None):
         """`detector_tag` names the model (and the threshold names the policy): both
-        change what the variants look like, so both are part of the fingerprint."""
+        change what the variants look like, so both are part of the fingerprint.
+        `detect_file`: the same detector judging a file (detect_source, scale-out)."""
         self.presets, self.fmt, self.quality = tuple(presets), fmt, quality
-        self.detector, self.threshold = detector, threshold
+        self.detector, self.threshold, self.detect_file = detector, threshold, detect_file
         self.detector_tag = f"{detector_tag}@{threshold:g}" if detector else "off"
 
     def fingerprint(self, preset: VariantPreset) -> str:
@@ -184,15 +186,12 @@ class Pipeline:
         return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
     def detect_source(self, source: Path) -> Detection | None:
-        """Rotation from a small preview (shrink-on-load, EXIF applied): the inference
-        task of scale-out, which runs ahead of rendering on a queue of its own."""
-        if self.detector is None:
+        """Rotation judged from the file by the detector's own preview (shrink-on-load,
+        EXIF applied; None when undecodable: rendering fails it with a proper code): the
+        inference task of scale-out, which runs ahead of rendering on a queue of its own."""
+        if self.detector is None or self.detect_file is None:
             return None
-        try:
-            preview = pyvips.Image.thumbnail(str(source), 256, height=256, size="down")
-            return self.detector(preview)
-        except pyvips.Error:
-            return None  # rendering will fail it with a proper code
+        return self.detect_file(source)
 
     def render(self, source: Path, out_dir: Path, known: Detection | None = None
                ) -> Context:
