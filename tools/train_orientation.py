@@ -1,30 +1,38 @@
 """Train the rotation model and write src/imgress/imaging/orientation_model.onnx.
 
     apt-get install -y --no-install-recommends $(python tools/orientation_data.py --apt)
-    pip install -e '.[train]'           # torch, onnx, scikit-learn... (npm on PATH)
-    python tools/train_orientation.py   # ~30 min on 2 cores (--cv: ~10 min a fold)
+    pip install -e '.[train]'           # torch, onnx, EfficientNet-Lite0... (npm on PATH)
+    python tools/train_orientation.py   # ~20 min on 2 cores (--cv: 5 folds, no export)
 
-The model is an "uprightness" scorer g(view) → one number.  A picture is squashed to
-SIZE x SIZE; its four clockwise turns and their mirror images are scored in one batch
-and softmax(g(turn k) + g(mirror of turn k)) over k is the answer, so the four classes
-share every weight.  g = MobileNetV2 with ImageNet weights cut after block 13's
-expansion (tools/orientation_backbone.py), pooled over the whole view and its four
-quadrants (where things are matters: sky above, ground below), then a small MLP.
-Blocks 0-10 stay frozen, so their output for every view is computed once and cached
-(`activations`); blocks 11-13 are fine-tuned with the MLP on random crops of the photos
+The model is an "uprightness" scorer g(features of a view) → one number.  A picture
+is squashed to SIZE x SIZE; its four clockwise turns and their mirror images (a mirror
+image is upright when the picture is) go through two frozen ImageNet backbones side by
+side (tools/orientation_backbone.py: EfficientNet-Lite0 to its last convolution, and
+MobileNetV2 cut after block 13's expansion), each pooled over the whole view and its
+four quadrants (where things are matters: sky above, ground below).
+softmax(g(turn k) + g(mirror of turn k)) over k is the answer, so the four classes
+share every weight; the ONNX graph takes the eight views and returns the four logits.
+EfficientNet-Lite0, the costlier backbone, sees only the four turns: a mirror's Lite0
+features are taken as the turn's with left and right quadrants swapped (`MIRROR`),
+which cross-validates as well as running it on real mirror images (79.8% vs 80.1%) at
+half its cost; for MobileNetV2 the same trick lost 1.3 points, so it sees all eight.
+Nothing in the backbones is trained, so the pooled features of every view are computed
+once (`features`, cached) and the small MLP head trains in seconds on random crops of
+the photos
 from tools/orientation_data.py (Debian packages, plus demo photos from npm and PyPI
-packages: tools/orientation_packages.py).
+packages: tools/orientation_packages.py).  The logits are divided by a temperature fitted
+on 5-fold out-of-fold predictions, so `confidence` means what it says (the raw head was
+~5x over-sure) and the pipeline's threshold can turn pictures by default.
 
-Why this and not what shipped before: a CNN trained from scratch reached 58% on
-held-out photos, colour/edge features with LightGBM 50%; the frozen ImageNet backbone
-with a trained head ~74% in 5-fold cross-validation (`--cv`).  Adding the ~100 npm/PyPI
-photos raised that head to 74.6% (+1.2 points, same folds); fine-tuning blocks 11-13
-for 3 epochs (more overfits: training loss ~0.02 by epoch 5 and the test score falls)
-was neutral in 5-fold CV (74.4% vs 74.6%) while the bench's held-out crops rose
-63% → 71% with both changes (bench/orientation_results.md).  Rendered game
-scenes (skyboxes, level shots, flight-sim splashes: ~470 images) did not help (73.2%
-vs 73.4%) and are not used.  The photos held out for bench/orientation.py (`split`)
-are never used here.
+Why this (5-fold cross-validation by photo, 4 crops a photo, frozen features + this
+head, real mirror images; bench/orientation_results.md): MobileNetV2 alone 73.0%,
+EfficientNet-Lite0 alone 77.2%, EfficientNet-Lite2 alone 76.1%, Lite0 + MobileNetV2
+78.8%; with 8 crops 80.1%, both backbones mirrored in feature space 78.8%, Lite0 only
+79.8% (shipped).  Before: a CNN
+trained from scratch 58%, colour/edge features with LightGBM 50%; fine-tuning
+MobileNetV2's blocks 11-13 was neutral in CV (74.4% vs 74.6%) and is no longer done.
+Rendered game scenes (~470 images) did not help and are not used.  The photos held out
+for bench/orientation.py (`split`) are never used here.
 """
 
 from __future__ import annotations
@@ -52,43 +60,72 @@ WEIGHTS = ROOT / "src" / "imgress" / "imaging" / "orientation_model.onnx"
 SIZE = 128
 CROPS = 8  # views of each photo: the whole picture and 7 random crops
 HIDDEN = 256
-EPOCHS = 3  # more overfits: ~0.02 training loss by epoch 5 and the test score falls
-TAIL_LR = 1e-4
-HEAD_LR = 2e-3
+EPOCHS = 3  # more overfits (CV: 6 epochs -1.3 points, 12 epochs -1.8)
+LR = 2e-3
 # Cut-outs and drawings made the held-out score slightly worse: not trained on.
 SKIP_SOURCES = ("stamps", "portraits", "gcompris-drawings")
 
 
-class Pooled(torch.nn.Module):
-    """Backbone + pooling over the whole view and its four quadrants."""
+def quadrants(f: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) → (N, 5C): the mean over the whole map and over each quadrant."""
+    h, w = f.shape[2] // 2, f.shape[3] // 2
+    return torch.cat([f.mean((2, 3)), f[:, :, :h, :w].mean((2, 3)),
+                      f[:, :, :h, w:].mean((2, 3)), f[:, :, h:, :w].mean((2, 3)),
+                      f[:, :, h:, w:].mean((2, 3))], 1)
 
-    def __init__(self, backbone: torch.nn.Module) -> None:
+
+def mirror_index(channels: int) -> torch.Tensor:
+    """Feature order of a mirrored view: [whole, TL, TR, BL, BR] (`quadrants`' order)
+    becomes [whole, TR, TL, BR, BL]."""
+    blocks = [torch.arange(i * channels, (i + 1) * channels) for i in range(5)]
+    return torch.cat([blocks[0], blocks[2], blocks[1], blocks[4], blocks[3]])
+
+
+MIRROR = mirror_index(1280)  # EfficientNet-Lite0's channels
+
+
+class Features(torch.nn.Module):
+    """The frozen part: (8N, 3, S, S) RGB in [0, 1], per picture its four clockwise
+    turns then each turn's mirror image → (N, 2, 4, D) pooled features."""
+
+    def __init__(self, cache: Path) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.lite0, self.mnv2 = ob.Lite0(), ob.build(cache)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.backbone(x)
-        h, w = f.shape[2] // 2, f.shape[3] // 2
-        return torch.cat([f.mean((2, 3)), f[:, :, :h, :w].mean((2, 3)),
-                          f[:, :, :h, w:].mean((2, 3)), f[:, :, h:, :w].mean((2, 3)),
-                          f[:, :, h:, w:].mean((2, 3))], 1)
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        v = views.reshape(-1, 2, 4, *views.shape[1:])
+        lite = quadrants(self.lite0(v[:, 0].reshape(-1, *views.shape[1:])))
+        lite = lite.reshape(len(v), 4, -1)
+        mn = quadrants(self.mnv2(views)).reshape(len(v), 2, 4, -1)
+        return torch.cat([torch.stack([lite, lite[..., MIRROR]], 1), mn], -1)
 
 
-class Scorer(torch.nn.Module):
-    """g(view): the trainable blocks, pooling, normalisation and the MLP."""
+class Head(torch.nn.Module):
+    """Normalisation, the MLP and the temperature: (N, D) → (N,) uprightness."""
 
-    def __init__(self, tail: torch.nn.Module, mu: torch.Tensor, sd: torch.Tensor) -> None:
+    def __init__(self, mu: torch.Tensor, sd: torch.Tensor) -> None:
         super().__init__()
-        self.pooled = Pooled(tail)
         self.register_buffer("mu", mu)
         self.register_buffer("sd", sd)
-        d = mu.shape[0]
+        self.register_buffer("temperature", torch.ones(()))
         self.mlp = torch.nn.Sequential(
-            torch.nn.Dropout(0.2), torch.nn.Linear(d, HIDDEN), torch.nn.ReLU(),
+            torch.nn.Dropout(0.2), torch.nn.Linear(mu.shape[0], HIDDEN), torch.nn.ReLU(),
             torch.nn.Dropout(0.3), torch.nn.Linear(HIDDEN, 1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp((self.pooled(x) - self.mu) / self.sd)[:, 0]
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.mlp((f - self.mu) / self.sd)[..., 0] / self.temperature
+
+
+class TurnLogits(torch.nn.Module):
+    """What ships: (8, 3, S, S), one picture's four clockwise turns then their mirror
+    images → 4 logits."""
+
+    def __init__(self, frozen: Features, head: Head) -> None:
+        super().__init__()
+        self.frozen, self.head = frozen, head
+
+    def forward(self, views: torch.Tensor) -> torch.Tensor:
+        return self.head(self.frozen(views))[0].sum(0)
 
 
 def square(arr: np.ndarray) -> np.ndarray:
@@ -99,9 +136,9 @@ def square(arr: np.ndarray) -> np.ndarray:
     return orientation._square(img.copy(interpretation="srgb"), SIZE)
 
 
-def activations(stem, arrays: list[np.ndarray], seed: int) -> np.ndarray:
-    """The frozen blocks' output for every view: (photos, CROPS, 2 mirrors, 4 turns,
-    C, H, W) float16; turn 0 is the upright one."""
+def features(frozen: Features, arrays: list[np.ndarray], seed: int) -> np.ndarray:
+    """Pooled features of every view: (photos, CROPS, 2 mirrors, 4 turns, D) float16;
+    turn 0 is the upright one."""
     rng = np.random.default_rng(seed)
     out = []
     t0 = time.time()
@@ -114,93 +151,124 @@ def activations(stem, arrays: list[np.ndarray], seed: int) -> np.ndarray:
                 ch, cw = int(h * rng.uniform(0.5, 1)), int(w * rng.uniform(0.5, 1))
                 y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
                 c = a[y:y + ch, x:x + cw]
-            sq = square(c)
-            for m in (sq, sq[:, ::-1]):
-                views.extend(np.rot90(m, -k) for k in range(4))
+            turns = [np.rot90(square(c), -k) for k in range(4)]
+            views += turns + [t[:, ::-1] for t in turns]  # as imaging.orientation does
         x = torch.from_numpy(np.stack(views).astype(np.float32) / 255).permute(0, 3, 1, 2)
         with torch.no_grad():
-            f = stem(x.contiguous()).numpy()
-        out.append(f.reshape(CROPS, 2, 4, *f.shape[1:]).astype(np.float16))
+            out.append(frozen(x.contiguous()).numpy().astype(np.float16))
         if i % 200 == 0:
-            print(f"activations {i}/{len(arrays)} ({time.time() - t0:.0f}s)", flush=True)
+            print(f"features {i}/{len(arrays)} ({time.time() - t0:.0f}s)", flush=True)
     return np.stack(out)
 
 
-def scores(scorer: Scorer, acts: np.ndarray) -> torch.Tensor:
-    """(B, 2, 4, C, H, W) → (B, 2, 4) scores."""
-    x = torch.from_numpy(acts.astype(np.float32))
-    return scorer(x.reshape(-1, *x.shape[3:])).reshape(x.shape[:3])
-
-
-def train(cache: Path, acts: np.ndarray, idx: np.ndarray, seed: int,
-          epochs: int = EPOCHS, test: np.ndarray | None = None) -> Scorer:
-    """Fine-tune the trainable blocks and train the MLP so that softmax over the four
-    turns of each crop (plain and mirrored) picks turn 0."""
+def train(feats: np.ndarray, idx: np.ndarray, seed: int) -> Head:
+    """Train the MLP so that softmax over the four turns of each crop (plain and
+    mirrored apart) picks turn 0; the features are normalised by upright views' stats."""
     torch.manual_seed(seed)
-    tail = ob.build(cache, start=ob.SPLIT, trainable=True)
-    with torch.no_grad():  # normalise by the pretrained features' statistics
-        sample = torch.from_numpy(acts[idx[:: max(1, len(idx) // 64)], :, :, 0].astype(np.float32))
-        f0 = Pooled(tail)(sample.reshape(-1, *sample.shape[3:]))
-    scorer = Scorer(tail, f0.mean(0), f0.std(0) + 1e-3)
-    # learning rates come from the one-cycle schedule below (it overwrites any set here)
-    opt = torch.optim.AdamW([
-        {"params": tail.parameters(), "weight_decay": 1e-4},
-        {"params": scorer.mlp.parameters(), "weight_decay": 0.05}])
+    up = torch.from_numpy(feats[idx][:, :, 0, 0].reshape(-1, feats.shape[-1]).astype(np.float32))
+    head = Head(up.mean(0), up.std(0) + 1e-3)
+    opt = torch.optim.AdamW(head.mlp.parameters(), weight_decay=0.05)
     items = np.array([(p, c) for p in idx for c in range(CROPS)])
     bs = 32
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[TAIL_LR, HEAD_LR], total_steps=epochs * ((len(items) + bs - 1) // bs))
+        opt, max_lr=LR, total_steps=EPOCHS * ((len(items) + bs - 1) // bs))
     rng = np.random.default_rng(seed)
-    t0 = time.time()
-    for epoch in range(epochs):
-        scorer.train()
-        total = 0.0
-        order = rng.permutation(len(items))
+    for _ in range(EPOCHS):
+        head.train()
+        rng.shuffle(items)
         for b in range(0, len(items), bs):
-            it = items[order[b:b + bs]]
-            x = acts[it[:, 0], it[:, 1]]  # (B, 2, 4, C, H, W)
-            # put the upright view at a random place among the four
-            r = rng.integers(0, 4, len(it))
-            x = np.stack([x[i][:, (np.arange(4) - r[i]) % 4] for i in range(len(it))])
-            loss = F.cross_entropy(scores(scorer, x).reshape(-1, 4),
-                                   torch.from_numpy(np.repeat(r, 2)))
+            it = items[b:b + bs]
+            s = head(torch.from_numpy(feats[it[:, 0], it[:, 1]].astype(np.float32)))
+            loss = F.cross_entropy(s.reshape(-1, 4), torch.zeros(len(it) * 2, dtype=torch.long))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(it)
-        note = f", test {accuracy(scorer, acts, test):.3f}" if test is not None else ""
-        print(f"epoch {epoch}: loss {total / len(items):.3f}{note} ({time.time() - t0:.0f}s)",
-              flush=True)
-    return scorer.eval()
+    return head.eval()
 
 
-def accuracy(scorer: Scorer, acts: np.ndarray, idx: np.ndarray) -> float:
-    """Share of crops whose upright turn scores highest (plain + mirror summed)."""
-    scorer.eval()
-    right = 0
+def logits(head: Head, feats: np.ndarray) -> np.ndarray:
+    """(P, CROPS, 2, 4, D) → (P, CROPS, 4): plain + mirror, as TurnLogits sums them."""
     with torch.no_grad():
-        for p in idx:
-            s = scores(scorer, acts[p])
-            right += int(((s[:, 0] + s[:, 1]).argmax(-1) == 0).sum())
-    return right / (len(idx) * CROPS)
+        return head(torch.from_numpy(feats.astype(np.float32))).sum(-2).numpy()
 
 
-def export(stem, scorer: Scorer, path: Path) -> None:
-    """Frozen blocks + fine-tuned blocks + pooling + normalisation + MLP → one ONNX
-    graph: (N, 3, S, S) → (N,)."""
-    whole = torch.nn.Sequential(stem, scorer).eval()
+def fit_temperature(z: np.ndarray) -> float:
+    """The T minimising the log-loss of softmax(z / T) with turn 0 right (z: (n, 4))."""
+    z = torch.from_numpy(z.reshape(-1, 4)).double()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], max_iter=100)
+
+    def loss() -> torch.Tensor:
+        opt.zero_grad()
+        value = F.cross_entropy(z / log_t.exp(), torch.zeros(len(z), dtype=torch.long))
+        value.backward()
+        return value
+    opt.step(loss)
+    return float(log_t.exp())
+
+
+def coverage(z: np.ndarray, t: float) -> str:
+    """At a few thresholds: the share of crops answered that sure, and how many right."""
+    p = torch.softmax(torch.from_numpy(z.reshape(-1, 4)) / t, -1).numpy()
+    conf, right = p.max(1), p.argmax(1) == 0
+    return "; ".join(f">= {th}: {np.mean(conf >= th):.0%} of crops, {right[conf >= th].mean():.1%} "
+                     f"right" for th in (0.5, 0.8, 0.9, 0.95))
+
+
+def cross_validate(feats: np.ndarray, photos: list[od.Photo], folds, seed: int) -> np.ndarray:
+    """Out-of-fold logits of the scenic photos (folds by photo group), printed per fold."""
+    fold = np.array([od.bucket(p.group, 5) for p in photos])
+    scenic = np.array([p.source not in od.TRAIN_ONLY for p in photos])
+    out = []
+    for f in folds:
+        tr, te = np.flatnonzero(fold != f), np.flatnonzero((fold == f) & scenic)
+        z = logits(train(feats, tr, seed), feats[te])
+        out.append(z)
+        print(f"fold {f}: {np.mean(z.argmax(-1) == 0):.3f} of {len(te)} photos' crops "
+              f"({np.mean(z[:, 0].argmax(-1) == 0):.3f} whole)", flush=True)
+    z = np.concatenate(out)
+    print(f"cross-validated: {np.mean(z.argmax(-1) == 0):.3f} of crops", flush=True)
+    return z
+
+
+def export(frozen: Features, head: Head, path: Path) -> None:
+    """Backbones + pooling + mirrors + normalisation + MLP / temperature → one ONNX
+    graph: (8, 3, S, S) views → (4,) logits, weights stored as float16."""
+    whole = TurnLogits(frozen, head).eval()
     torch.onnx.export(whole, torch.rand(8, 3, SIZE, SIZE), str(path), input_names=["views"],
-                      output_names=["scores"], dynamic_axes={"views": {0: "n"}, "scores": {0: "n"}},
-                      opset_version=17, dynamo=False)
+                      output_names=["turn_logits"], opset_version=17, dynamo=False)
     fold_pads(path)
+    store_half(path)
     sample = torch.rand(8, 3, SIZE, SIZE)
     ours = onnxruntime.InferenceSession(str(path)).run(None, {"views": sample.numpy()})[0]
     with torch.no_grad():
         theirs = whole(sample).numpy()
     err = float(np.abs(ours - theirs).max())
-    print(f"onnxruntime vs torch max abs diff {err:.2e}")
-    assert err < 1e-3, err
+    print(f"onnxruntime (float16 weights) vs torch max abs diff {err:.2e}")
+    assert err < 2e-2, err
+
+
+def store_half(path: Path) -> None:
+    """Rewrite the ONNX file in place with its large float32 weights stored as float16,
+    each behind a Cast back to float32: half the file (the package stays well under
+    20 MB); onnxruntime folds the casts when it loads, so it still computes in float32."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < 1024:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16),
+                                       f"{init.name}_f16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
+                                              to=TensorProto.FLOAT))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def fold_pads(path: Path) -> None:
@@ -258,28 +326,29 @@ def main() -> None:
     photos, arrays = od.build_cache(cache_dir=str(args.cache))
     keep = [i for i, p in enumerate(photos) if p.source not in SKIP_SOURCES]
     photos, arrays = [photos[i] for i in keep], [arrays[i] for i in keep]
-    stem = ob.build(args.cache, stop=ob.SPLIT)
-    act_file = args.cache / f"acts-{od.cache_key(photos, SIZE)}-{CROPS}-{args.seed}.npy"
-    if act_file.exists():
-        acts = np.load(act_file)
+    frozen = Features(args.cache)
+    feat_file = args.cache / f"views-{od.cache_key(photos, SIZE)}-{CROPS}-{args.seed}.npy"
+    if feat_file.exists():
+        feats = np.load(feat_file)
     else:
-        acts = activations(stem, arrays, args.seed)
-        np.save(act_file, acts)
-    print(f"activations {acts.shape} ({time.time() - t0:.0f}s)", flush=True)
+        feats = features(frozen, arrays, args.seed)
+        np.save(feat_file, feats)
+    print(f"features {feats.shape} ({time.time() - t0:.0f}s)", flush=True)
     if args.cv:
-        fold = np.array([od.bucket(p.group, 5) for p in photos])
-        scenic = np.array([p.source not in od.TRAIN_ONLY for p in photos])
-        for f in args.folds:
-            tr = np.flatnonzero(fold != f)
-            te = np.flatnonzero((fold == f) & scenic)
-            scorer = train(args.cache, acts, tr, args.seed, test=te)
-            print(f"fold {f}: {accuracy(scorer, acts, te):.3f} on {len(te)} photos", flush=True)
+        cross_validate(feats, photos, args.folds, args.seed)
         return
     train_idx, held_idx = (np.array(i) for i in od.split(photos))
-    scorer = train(args.cache, acts, train_idx, args.seed)
-    print(f"train {len(train_idx)} photos: {accuracy(scorer, acts, train_idx):.3f}; "
-          f"held out {len(held_idx)} photos: {accuracy(scorer, acts, held_idx):.3f}")
-    export(stem, scorer, args.out)
+    # The temperature comes from out-of-fold answers on the training photos only.
+    train_photos = [photos[i] for i in train_idx]
+    z = cross_validate(feats[train_idx], train_photos, range(5), args.seed)
+    t = fit_temperature(z)
+    print(f"temperature {t:.2f}: {coverage(z, t)}", flush=True)
+    head = train(feats, train_idx, args.seed)
+    head.temperature.fill_(t)
+    for name, idx in (("train", train_idx), ("held out", held_idx)):
+        z = logits(head, feats[idx])
+        print(f"{name} {len(idx)} photos: {np.mean(z.argmax(-1) == 0):.3f} of crops")
+    export(frozen, head, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in {time.time() - t0:.0f}s")
 
 

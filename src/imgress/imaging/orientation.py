@@ -1,11 +1,14 @@
 """Content-based rotation detection: how far an upright-by-EXIF picture must still turn.
 
 The model (tools/train_orientation.py; orientation_model.onnx next to this file, run by
-onnxruntime on one thread) scores how "upright" a 128x128 view looks: MobileNetV2 with
-ImageNet weights, frozen and cut after block 13, pooled over the view and its quadrants,
-then a small MLP trained on turned crops of photos.  The picture is squashed to that
-square and its four clockwise turns, plus their mirror images, are scored in one batch;
-softmax over the four turns gives the answer.
+onnxruntime on one thread) scores how "upright" a 128x128 view looks: two frozen
+ImageNet backbones side by side (EfficientNet-Lite0, and MobileNetV2 cut after block
+13), each pooled over the view and its quadrants, then a small MLP trained on turned
+crops of photos.  The picture is squashed to that square and its four clockwise turns
+and their mirror images (upright when the picture is) are scored in one batch; softmax
+over the four turns gives the answer.  The scores are
+temperature-scaled at training time, so `confidence` is calibrated: of answers at 0.9,
+about 9 in 10 are right (on photos like the training set).
 
 Accuracy is still short of the goal (bench/orientation_results.md): act only on
 confident answers.
@@ -37,8 +40,11 @@ class Detection:
 
 
 class Model:
-    """One onnxruntime session: (N, 3, S, S) RGB views in [0, 1] → N uprightness scores.
-    One thread per call: the service already runs one image per core."""
+    """One onnxruntime session on one thread (the service already runs one image per
+    core).  The shipped graph takes a square RGB view's four clockwise turns and their
+    mirror images, (8, 3, S, S) in [0, 1], and returns the 4 turn logits; earlier
+    weights (`--against` in bench/orientation.py) scored each view, (N,) out, and the
+    mirror's score is added to its turn's here."""
 
     def __init__(self, path: str | os.PathLike[str] = WEIGHTS) -> None:
         import onnxruntime
@@ -51,16 +57,13 @@ class Model:
         self.input = self.session.get_inputs()[0].name
         self.size = int(self.session.get_inputs()[0].shape[2])
 
-    def score(self, views: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) uint8 views → (N,) scores."""
-        x = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
-        return self.session.run(None, {self.input: x})[0]
-
     def turn_logits(self, square: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 → 4 logits, one per clockwise turn 0/90/180/270."""
         turns = [np.rot90(square, -k) for k in range(4)]
-        s = self.score(np.stack(turns + [t[:, ::-1] for t in turns]))
-        return s[:4] + s[4:]  # a mirrored upright view is upright too
+        views = np.stack(turns + [t[:, ::-1] for t in turns])  # a mirrored upright view is upright
+        x = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+        s = self.session.run(None, {self.input: x})[0]
+        return s[:4] + s[4:] if len(s) == 8 else s
 
 
 _model: Model | None = None
