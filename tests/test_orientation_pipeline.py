@@ -117,3 +117,64 @@ def test_scale_out_runs_inference_on_its_own_queue(broker: str, tmp_path: Path) 
         srv.stop()
     assert done["status"] == "ready" and done["orientation"]["applied"] is True
     assert _thumb_size_from_record(done) == "landscape"
+
+
+def test_inference_reuses_a_judgement_only_from_the_same_model(tmp_path: Path) -> None:
+    """The inference task (scale-out) reuses an earlier judgement of the same bytes only
+    when it came with variants of today's fingerprint (same model and threshold); after
+    a model upgrade the same bytes are judged again, not given the old model's answer."""
+    import hashlib
+
+    from conftest import put_all
+    from imgress.app import build_service
+    from imgress.config import load_settings
+    from imgress.db.migrate import upgrade
+    from imgress.direct_uploads import DeclaredFile
+    from imgress.imaging import orientation
+    from imgress.imaging.pipeline import Pipeline
+    from imgress.jobs.base import TASK_NAMES
+
+    settings = load_settings(data_dir=tmp_path)
+    upgrade(settings.resolved_database_url)
+    parts = build_service(settings)
+    parts.dispatcher.start({name: lambda _id: None for name in TASK_NAMES})
+    data = make_jpeg(320, 240, seed=77)
+    judged: list[Path] = []
+
+    def counted(path: Path):  # the real detector, counted
+        judged.append(path)
+        return orientation.detect_file(path)
+
+    def uploaded(owner: str) -> str:
+        declared = DeclaredFile("a.jpg", len(data), "image/jpeg", hashlib.sha256(data).hexdigest())
+        slots = parts.direct.reserve(owner, [declared], "http://x")
+        put_all(parts.direct, slots, [data])
+        _, items = parts.direct.commit(owner, [slots[0]["upload_id"]], "req")
+        return items[0]["image"]["id"]
+
+    def model(tag: str) -> Pipeline:
+        return Pipeline(settings.presets, settings.variant_format, settings.variant_quality,
+                        detector=orientation.detect, detector_tag=tag, detect_file=counted)
+
+    proc = parts.processor
+    try:
+        proc.pipeline = model("old")
+        first = uploaded("a")
+        proc.detect_orientation(first)
+        proc.process_image(first)
+        assert len(judged) == 1
+        answer = parts.images.repo.get_image(first).orientation
+        assert answer is not None and answer.angle in orientation.ANGLES
+
+        second = uploaded("b")  # same bytes, same model: the answer is reused
+        proc.detect_orientation(second)
+        assert len(judged) == 1
+        assert parts.images.repo.get_image(second).orientation == answer
+
+        proc.pipeline = model("new")  # an upgraded model judges again
+        third = uploaded("c")
+        proc.detect_orientation(third)
+        assert len(judged) == 2
+    finally:
+        parts.dispatcher.stop()
+        parts.images.repo.engine.dispose()

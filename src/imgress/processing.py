@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -81,7 +82,10 @@ class ImageProcessor:
             return
         try:
             if image.orientation is None and self.pipeline.detector is not None:
-                found = self.repo.known_orientation(image.sha256)
+                # Reuse only a judgement of the same model and threshold: one that came
+                # with variants of today's fingerprint (a new model judges again).
+                cached = self._cached_variants(image.sha256)
+                found = replace(cached[1], applied=False) if cached and cached[1] else None
                 if found is None:
                     with self._local_original(image.sha256) as source:
                         started = time.perf_counter()

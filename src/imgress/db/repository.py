@@ -266,18 +266,6 @@ class Repository:
                 ("pending", "processing"))).values(**_orientation_values(found)))
 
     @retried
-    def known_orientation(self, sha256: str) -> Orientation | None:
-        """A judgement already made for these bytes by any record (the result cache)."""
-        with self._read() as conn:
-            row = conn.execute(
-                select(images.c.detected_angle, images.c.orientation_confidence,
-                       images.c.orientation_applied)
-                .where(images.c.sha256 == sha256, images.c.detected_angle.is_not(None))
-                .limit(1)).first()
-        return Orientation(row.detected_angle, row.orientation_confidence, False) if row \
-            else None
-
-    @retried
     def unfinished_ids(self) -> list[str]:
         with self._read() as conn:
             rows = conn.execute(
