@@ -64,6 +64,15 @@ EPOCHS = 3  # more overfits (CV: 6 epochs -1.3 points, 12 epochs -1.8)
 LR = 2e-3
 # Cut-outs and drawings made the held-out score slightly worse: not trained on.
 SKIP_SOURCES = ("stamps", "portraits", "gcompris-drawings")
+# Wallpaper-like photos (od.EVAL_SOURCES) count this many times in the head's training:
+# 5-fold CV on them 70.9% -> 73.3%, on the rest 78.5% either way (x2: 73.4%, x5: 72.5%).
+WALLPAPER_WEIGHT = 3
+
+
+def weighted(idx: np.ndarray, photos: list[od.Photo]) -> np.ndarray:
+    """Training indices with the wallpaper-like photos repeated WALLPAPER_WEIGHT times."""
+    wall = np.array([photos[i].source in od.EVAL_SOURCES for i in idx], dtype=bool)
+    return np.concatenate([idx] + [idx[wall]] * (WALLPAPER_WEIGHT - 1))
 
 
 def quadrants(f: torch.Tensor) -> torch.Tensor:
@@ -223,7 +232,7 @@ def cross_validate(feats: np.ndarray, photos: list[od.Photo], folds, seed: int) 
     out = []
     for f in folds:
         tr, te = np.flatnonzero(fold != f), np.flatnonzero((fold == f) & scenic)
-        z = logits(train(feats, tr, seed), feats[te])
+        z = logits(train(feats, weighted(tr, photos), seed), feats[te])
         out.append(z)
         print(f"fold {f}: {np.mean(z.argmax(-1) == 0):.3f} of {len(te)} photos' crops "
               f"({np.mean(z[:, 0].argmax(-1) == 0):.3f} whole)", flush=True)
@@ -343,7 +352,7 @@ def main() -> None:
     z = cross_validate(feats[train_idx], train_photos, range(5), args.seed)
     t = fit_temperature(z)
     print(f"temperature {t:.2f}: {coverage(z, t)}", flush=True)
-    head = train(feats, train_idx, args.seed)
+    head = train(feats, weighted(train_idx, photos), args.seed)
     head.temperature.fill_(t)
     for name, idx in (("train", train_idx), ("held out", held_idx)):
         z = logits(head, feats[idx])

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     variant_format: ImageFormat = "webp"
     variant_quality: int = Field(80, ge=1, le=100)
     orientation_detect: bool = True
-    # 1.0 = report only. The confidence is calibrated, but at >= 0.95 0.8-3% of upright
+    # 1.0 = report only. The confidence is calibrated, but at >= 0.95 0.4-4% of upright
     # files would still be turned wrongly (bench/orientation_results.md): not good
     # enough to turn people's photos by default; operators opt in with a lower threshold.
     orientation_threshold: float = Field(1.0, ge=0.0, le=1.0)
