@@ -2,7 +2,7 @@
 
     apt-get install -y --no-install-recommends $(python tools/orientation_data.py --apt)
     pip install -e '.[train]'           # torch, onnx, EfficientNet-Lite0... (npm on PATH)
-    python tools/train_orientation.py   # ~20 min on 2 cores (--cv: 5 folds, no export)
+    python tools/train_orientation.py   # ~15 min on 2 cores (--cv: 5 folds, no export)
 
 The model is an "uprightness" scorer g(features of a view) → one number.  A picture
 is squashed to SIZE x SIZE; its four clockwise turns and their mirror images (a mirror
@@ -18,21 +18,21 @@ which cross-validates as well as running it on real mirror images (79.8% vs 80.1
 half its cost; for MobileNetV2 the same trick lost 1.3 points, so it sees all eight.
 Nothing in the backbones is trained, so the pooled features of every view are computed
 once (`features`, cached) and the small MLP head trains in seconds on random crops of
-the photos
-from tools/orientation_data.py (Debian packages, plus demo photos from npm and PyPI
-packages: tools/orientation_packages.py).  The logits are divided by a temperature fitted
-on 5-fold out-of-fold predictions, so `confidence` means what it says (the raw head was
-~5x over-sure) and the pipeline's threshold can turn pictures by default.
+the photos from tools/orientation_data.py (Debian packages, plus demo photos from npm
+and PyPI packages: tools/orientation_packages.py).  The logits are divided by a
+temperature fitted on 5-fold out-of-fold predictions over the training photos, so
+`confidence` means what it says (the raw head was ~5x over-sure).
 
 Why this (5-fold cross-validation by photo, 4 crops a photo, frozen features + this
 head, real mirror images; bench/orientation_results.md): MobileNetV2 alone 73.0%,
 EfficientNet-Lite0 alone 77.2%, EfficientNet-Lite2 alone 76.1%, Lite0 + MobileNetV2
 78.8%; with 8 crops 80.1%, both backbones mirrored in feature space 78.8%, Lite0 only
-79.8% (shipped).  Before: a CNN
-trained from scratch 58%, colour/edge features with LightGBM 50%; fine-tuning
-MobileNetV2's blocks 11-13 was neutral in CV (74.4% vs 74.6%) and is no longer done.
-Rendered game scenes (~470 images) did not help and are not used.  The photos held out
-for bench/orientation.py (`split`) are never used here.
+79.8% (shipped).  Lite0 is much better on everyday photos and worse on wallpaper-style
+landscapes, hence both, and WALLPAPER_WEIGHT.  Before: a CNN trained from scratch 58%,
+colour/edge features with LightGBM 50%; fine-tuning MobileNetV2's blocks 11-13 was
+neutral in CV (74.4% vs 74.6%) and is no longer done.  Rendered game scenes (~470
+images) did not help and are not used.  The photos held out for bench/orientation.py
+(`split`) are never used here.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ ImageNet backbones side by side (EfficientNet-Lite0, and MobileNetV2 cut after b
 13), each pooled over the view and its quadrants, then a small MLP trained on turned
 crops of photos.  The picture is squashed to that square and its four clockwise turns
 and their mirror images (upright when the picture is) are scored in one batch; softmax
-over the four turns gives the answer.  The scores are
-temperature-scaled at training time, so `confidence` is calibrated: of answers at 0.9,
-about 9 in 10 are right (on photos like the training set).
+over the four turns gives the answer.  The scores are temperature-scaled at training
+time, so `confidence` is calibrated: of answers at 0.9, about 9 in 10 are right (on
+photos like the training set).
 
 Accuracy is still short of the goal (bench/orientation_results.md): act only on
 confident answers.
