@@ -42,10 +42,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from imgress.imaging import document_orientation as docs  # noqa: E402
 from imgress.imaging import orientation  # noqa: E402
-from orientation import CORPUS_PHOTOS  # noqa: E402  (bench/orientation.py)
+from orientation import CORPUS_PHOTOS, TURNS  # noqa: E402  (bench/orientation.py)
 
 ANGLES = orientation.ANGLES
-TURNS = ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90))
 KINDS = ("clean", "scan", "desk", "dark", "two columns", "screenshot", "short note")
 FONTS = ("DejaVu Serif", "DejaVu Sans", "Lato", "FreeSerif", "FreeSans", "DejaVu Sans Mono")
 PARAGRAPHS = (

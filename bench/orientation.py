@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from imgress.imaging import orientation  # noqa: E402
 
 ANGLES = orientation.ANGLES
+# pyvips rot() turns clockwise; the label is the turn back to upright.
+TURNS = ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90))
 # Natural photos in the test corpus (paths relative to IMGRESS_CORPUS); mandrill.tiff
 # is left out because the same baboon is in opencv's samples, which the model saw.
 CORPUS_PHOTOS = (
@@ -88,7 +90,7 @@ def turned_files(paths: list[str], out: Path, crops: int = 0) -> list[tuple[Path
                 views.append(img.crop(rng.randrange(img.width - w + 1),
                                       rng.randrange(img.height - h + 1), w, h).copy_memory())
         for j, view in enumerate(views):
-            for turn, label in ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90)):
+            for turn, label in TURNS:
                 t = view.rot(turn) if turn else view
                 f = out / f"{i:03d}-{j}-{label}.jpg"
                 t.jpegsave(str(f), Q=85, keep="none")

@@ -18,6 +18,7 @@ from imgress.imaging import document_orientation as docs
 from imgress.imaging import orientation
 from imgress.imaging.document_orientation import DocumentFirst, looks_like_text
 from imgress.imaging.orientation import Detection
+from test_orientation import TURNS
 
 PARAGRAPHS = (
     "The committee met on Tuesday to review the annual budget and the plans for the new "
@@ -33,8 +34,6 @@ PARAGRAPHS = (
     "Suppliers who have not yet registered with the new accounting system should contact "
     "the office as soon as possible.",
 )
-# pyvips rot() turns clockwise; the answer is the turn back.
-TURNS = ((None, 0), ("d90", 270), ("d180", 180), ("d270", 90))
 
 
 def page(dpi: int = 150, font: str = "DejaVu Serif 11", dark: bool = False) -> pyvips.Image:

@@ -24,6 +24,7 @@ import numpy as np
 import pyvips
 import structlog
 
+from imgress.imaging import orientation
 from imgress.imaging.orientation import ANGLES, PREVIEW, Detection
 
 TAG = "osd1"  # this policy in the variants' fingerprint: change it when the policy changes
@@ -156,10 +157,8 @@ class DocumentFirst:
     def detect_file(self, path: str | os.PathLike[str]) -> Detection | None:
         """As orientation.detect_file (same preview, so photos get the same answer);
         a document is decoded again, bigger, for OSD.  None when undecodable."""
-        try:
-            preview = pyvips.Image.thumbnail(os.fspath(path), PREVIEW, height=PREVIEW,
-                                             size="down").copy_memory()  # read twice
-        except pyvips.Error:
+        preview = orientation.preview(path)
+        if preview is None:
             return None
         found = None
         if looks_like_text(preview):

@@ -139,13 +139,19 @@ def detect(image: pyvips.Image, using: Model | None = None) -> Detection | None:
     return Detection(ANGLES[k], round(float(p[k]), 4))
 
 
-def detect_file(path: str | os.PathLike[str], using: Model | None = None
-                ) -> Detection | None:
-    """Decode a small preview (shrink-on-load, EXIF autorot, first frame) and detect.
-    None for a file libvips cannot decode."""
+def preview(path: str | os.PathLike[str]) -> pyvips.Image | None:
+    """The small picture a file is judged on: shrink-on-load to PREVIEW, EXIF autorot,
+    first frame, decoded into memory (it may be read more than once); None for a file
+    libvips cannot decode."""
     try:
-        image = pyvips.Image.thumbnail(os.fspath(path), PREVIEW, height=PREVIEW,
-                                       size="down", no_rotate=False)
+        return pyvips.Image.thumbnail(os.fspath(path), PREVIEW, height=PREVIEW,
+                                      size="down", no_rotate=False).copy_memory()
     except pyvips.Error:
         return None
-    return detect(image, using)
+
+
+def detect_file(path: str | os.PathLike[str], using: Model | None = None
+                ) -> Detection | None:
+    """Judge a file on its preview; None when it cannot be decoded or judged."""
+    image = preview(path)
+    return None if image is None else detect(image, using)
