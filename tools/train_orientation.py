@@ -21,7 +21,8 @@ once (`features`, cached) and the small MLP head trains in seconds on random cro
 the photos from tools/orientation_data.py (Debian packages, plus demo photos from npm
 and PyPI packages: tools/orientation_packages.py).  The logits are divided by a
 temperature fitted on 5-fold out-of-fold predictions over the training photos, so
-`confidence` means what it says (the raw head was ~5x over-sure).
+`confidence` means what it says (the raw head was ~5x over-sure).  The exported
+graph is quantized to int8 (`quantize`): half the time per image, same accuracy.
 
 Why this (5-fold cross-validation by photo, 4 crops a photo, frozen features + this
 head, real mirror images; bench/orientation_results.md): MobileNetV2 alone 73.0%,
@@ -241,43 +242,67 @@ def cross_validate(feats: np.ndarray, photos: list[od.Photo], folds, seed: int) 
     return z
 
 
-def export(frozen: Features, head: Head, path: Path) -> None:
+def export(frozen: Features, head: Head, path: Path, calibration: list[np.ndarray]) -> None:
     """Backbones + pooling + mirrors + normalisation + MLP / temperature → one ONNX
-    graph: (8, 3, S, S) views → (4,) logits, weights stored as float16."""
+    graph: (8, 3, S, S) views → (4,) logits, quantized to int8 (`quantize`)."""
     whole = TurnLogits(frozen, head).eval()
     torch.onnx.export(whole, torch.rand(8, 3, SIZE, SIZE), str(path), input_names=["views"],
                       output_names=["turn_logits"], opset_version=17, dynamo=False)
     fold_pads(path)
-    store_half(path)
-    sample = torch.rand(8, 3, SIZE, SIZE)
-    ours = onnxruntime.InferenceSession(str(path)).run(None, {"views": sample.numpy()})[0]
-    with torch.no_grad():
-        theirs = whole(sample).numpy()
-    err = float(np.abs(ours - theirs).max())
-    print(f"onnxruntime (float16 weights) vs torch max abs diff {err:.2e}")
-    assert err < 2e-2, err
+    quantize(path, calibration)
+    session = onnxruntime.InferenceSession(str(path))
+    agree, err = [], 0.0
+    for views in calibration:
+        ours = session.run(None, {"views": views})[0]
+        with torch.no_grad():
+            theirs = whole(torch.from_numpy(views)).numpy()
+        agree.append(ours.argmax() == theirs.argmax())
+        err = max(err, float(np.abs(ours - theirs).max()))
+    print(f"onnxruntime int8 vs torch float32: same answer on {np.mean(agree):.1%} of "
+          f"{len(agree)} calibration photos, max abs logit diff {err:.2f}")
+    assert np.mean(agree) > 0.85, agree
 
 
-def store_half(path: Path) -> None:
-    """Rewrite the ONNX file in place with its large float32 weights stored as float16,
-    each behind a Cast back to float32: half the file (the package stays well under
-    20 MB); onnxruntime folds the casts when it loads, so it still computes in float32."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def calibration_views(arrays: list[np.ndarray], idx: np.ndarray, n: int = 120
+                      ) -> list[np.ndarray]:
+    """The eight views of `n` whole training photos, as the runtime builds them: what
+    int8 quantization measures activation ranges on."""
+    out = []
+    for i in np.random.default_rng(0).choice(idx, min(n, len(idx)), replace=False):
+        turns = [np.rot90(square(arrays[i]), -k) for k in range(4)]
+        views = np.stack(turns + [t[:, ::-1] for t in turns]).transpose(0, 3, 1, 2)
+        out.append(np.ascontiguousarray(views, dtype=np.float32) / 255)
+    return out
 
-    model = onnx.load(str(path))
-    graph = model.graph
-    for init in list(graph.initializer):
-        if init.data_type != TensorProto.FLOAT or np.prod(init.dims) < 1024:
-            continue
-        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16),
-                                       f"{init.name}_f16")
-        graph.initializer.remove(init)
-        graph.initializer.append(half)
-        graph.node.insert(0, helper.make_node("Cast", [half.name], [init.name],
-                                              to=TensorProto.FLOAT))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+
+def quantize(path: Path, calibration: list[np.ndarray]) -> None:
+    """Rewrite the ONNX file in place as static int8 (QDQ, per-channel weights,
+    activation ranges from `calibration`).  Measured against the float32 graph: the
+    model takes half the time on one core (28 -> 14 ms) and 7 MB instead of 25, and
+    bench accuracy is unchanged; the answer differs on ~7% of photos, unsure ones,
+    flipping both ways."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Views(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rest = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            views = next(self.rest, None)
+            return None if views is None else {"views": views}
+
+    prepared = path.with_suffix(".pre.onnx")
+    quant_pre_process(str(path), str(prepared))
+    quantize_static(str(prepared), str(path), Views(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True)
+    prepared.unlink()
 
 
 def fold_pads(path: Path) -> None:
@@ -357,7 +382,7 @@ def main() -> None:
     for name, idx in (("train", train_idx), ("held out", held_idx)):
         z = logits(head, feats[idx])
         print(f"{name} {len(idx)} photos: {np.mean(z.argmax(-1) == 0):.3f} of crops")
-    export(frozen, head, args.out)
+    export(frozen, head, args.out, calibration_views(arrays, train_idx))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in {time.time() - t0:.0f}s")
 
 

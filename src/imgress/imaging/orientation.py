@@ -4,11 +4,12 @@ The model (tools/train_orientation.py; orientation_model.onnx next to this file,
 onnxruntime on one thread) scores how "upright" a 128x128 view looks: two frozen
 ImageNet backbones side by side (EfficientNet-Lite0, and MobileNetV2 cut after block
 13), each pooled over the view and its quadrants, then a small MLP trained on turned
-crops of photos.  The picture is squashed to that square and its four clockwise turns
-and their mirror images (upright when the picture is) are scored in one batch; softmax
-over the four turns gives the answer.  The scores are temperature-scaled at training
-time, so `confidence` is calibrated: of answers at 0.9, about 9 in 10 are right (on
-photos like the training set).
+crops of photos; the graph is quantized to int8 (half the time of float32). The picture
+is squashed to that square and its four clockwise turns and their mirror images (upright
+when the picture is) are scored in one batch; softmax over the four turns gives the
+answer. The scores are temperature-scaled at training time, so `confidence` is
+calibrated: of answers at 0.9, about 9 in 10 are right (on photos like the training
+set).
 
 Accuracy is still short of the goal (bench/orientation_results.md): act only on
 confident answers.
