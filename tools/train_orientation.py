@@ -161,11 +161,9 @@ def features(frozen: Features, arrays: list[np.ndarray], seed: int) -> np.ndarra
                 ch, cw = int(h * rng.uniform(0.5, 1)), int(w * rng.uniform(0.5, 1))
                 y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
                 c = a[y:y + ch, x:x + cw]
-            turns = [np.rot90(square(c), -k) for k in range(4)]
-            views += turns + [t[:, ::-1] for t in turns]  # as imaging.orientation does
-        x = torch.from_numpy(np.stack(views).astype(np.float32) / 255).permute(0, 3, 1, 2)
+            views.append(orientation.views(square(c)))
         with torch.no_grad():
-            out.append(frozen(x.contiguous()).numpy().astype(np.float16))
+            out.append(frozen(torch.from_numpy(np.concatenate(views))).numpy().astype(np.float16))
         if i % 200 == 0:
             print(f"features {i}/{len(arrays)} ({time.time() - t0:.0f}s)", flush=True)
     return np.stack(out)
@@ -270,12 +268,7 @@ def whole_views(arrays: list[np.ndarray], idx: np.ndarray, n: int = 120, seed: i
     """The eight views, as the runtime builds them, of `n` whole photos drawn from `idx`
     (int8 calibration and its check), and the indices left undrawn."""
     drawn = np.random.default_rng(seed).choice(idx, min(n, len(idx)), replace=False)
-    out = []
-    for i in drawn:
-        turns = [np.rot90(square(arrays[i]), -k) for k in range(4)]
-        views = np.stack(turns + [t[:, ::-1] for t in turns]).transpose(0, 3, 1, 2)
-        out.append(np.ascontiguousarray(views, dtype=np.float32) / 255)
-    return out, np.setdiff1d(idx, drawn)
+    return [orientation.views(square(arrays[i])) for i in drawn], np.setdiff1d(idx, drawn)
 
 
 def quantize(path: Path, calibration: list[np.ndarray]) -> None:

@@ -60,11 +60,17 @@ class Model:
 
     def turn_logits(self, square: np.ndarray) -> np.ndarray:
         """(S, S, 3) uint8 → 4 logits, one per clockwise turn 0/90/180/270."""
-        turns = [np.rot90(square, -k) for k in range(4)]
-        views = np.stack(turns + [t[:, ::-1] for t in turns])  # a mirrored upright view is upright
-        x = np.ascontiguousarray(views.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
-        s = self.session.run(None, {self.input: x})[0]
+        s = self.session.run(None, {self.input: views(square)})[0]
         return s[:4] + s[4:] if len(s) == 8 else s
+
+
+def views(square: np.ndarray) -> np.ndarray:
+    """(S, S, 3) uint8 → the model's input (8, 3, S, S) float32 in [0, 1]: the four
+    clockwise turns, then each turn's mirror image (a mirrored upright view is upright).
+    Training builds its views here too, so it sees exactly what the service feeds."""
+    turns = [np.rot90(square, -k) for k in range(4)]
+    stacked = np.stack(turns + [t[:, ::-1] for t in turns]).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(stacked, dtype=np.float32) / 255.0
 
 
 _model: Model | None = None
