@@ -69,6 +69,7 @@ OFF_DOMAIN = (
 OFF_DOMAIN_SKIP = ("flake", "rhinolophus", "mural", "graffiti", "chalkboard")
 
 CROPS = 3  # random crops per held-out photo in the second table
+NOTES = "## Notes (hand-written"  # where --write stops replacing the results file
 
 
 def turned_files(paths: list[str], out: Path, crops: int = 0) -> list[tuple[Path, int]]:
@@ -214,7 +215,11 @@ def main() -> None:
                   "Produced by `OMP_NUM_THREADS=1 VIPS_CONCURRENCY=1 "
                   "IMGRESS_CORPUS=../shared/corpus "
                   ".venv/bin/python bench/orientation.py --write`.\n\n")
-        (ROOT / "bench" / "orientation_results.md").write_text(header + text)
+        out = ROOT / "bench" / "orientation_results.md"
+        # The hand-written notes below the tables are the file's history: kept.
+        old = out.read_text() if out.exists() else ""
+        notes = old[old.find(NOTES):] if NOTES in old else ""
+        out.write_text(header + text + ("\n" + notes if notes else ""))
 
 
 if __name__ == "__main__":
