@@ -81,12 +81,13 @@ def weighted(idx: np.ndarray, photos: list[od.Photo]) -> np.ndarray:
 def quadrants(f: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) → (N, 5C): the mean over the whole map and over each quadrant.  An
     odd side's middle row or column goes to both halves, so a mirror image's quadrants
-    are still the picture's swapped (`MIRROR`)."""
-    h, w = f.shape[2:]
-    a, b = (h + 1) // 2, (w + 1) // 2
+    are still the picture's swapped (`MIRROR`).  Even sides take the very same values as
+    before odd ones were allowed, so the shipped graph still exports byte for byte."""
+    h, w = f.shape[2] // 2, f.shape[3] // 2
+    a, b = (f.shape[2] - h, f.shape[3] - w) if f.shape[2] % 2 or f.shape[3] % 2 else (h, w)
     return torch.cat([f.mean((2, 3)), f[:, :, :a, :b].mean((2, 3)),
-                      f[:, :, :a, w - b:].mean((2, 3)), f[:, :, h - a:, :b].mean((2, 3)),
-                      f[:, :, h - a:, w - b:].mean((2, 3))], 1)
+                      f[:, :, :a, w:].mean((2, 3)), f[:, :, h:, :b].mean((2, 3)),
+                      f[:, :, h:, w:].mean((2, 3))], 1)
 
 
 def mirror_index(channels: int) -> torch.Tensor:
