@@ -136,6 +136,11 @@ def test_image_deleted_after_the_job_is_listed_not_a_broken_zip(
         assert job["done"] == 3
         assert c.delete(f"/v1/images/{gone['image']['id']}").status_code == 204
         archive = c.get(job["archive_url"].split("?")[0])
+        after = c.get(f"/v1/downloads/{job['id']}").json()
+    # The job's own record agrees with the zip from then on.
+    assert (after["done"], after["failed"]) == (2, 1), after
+    assert [i["status"] for i in after["items"]] == ["done", "failed", "done"]
+    assert after["items"][1]["error"]["code"] == "image_deleted"
     assert archive.status_code == 200
     assert int(archive.headers["content-length"]) == len(archive.content)
     zf = zipfile.ZipFile(io.BytesIO(archive.content))

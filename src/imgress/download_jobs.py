@@ -149,6 +149,7 @@ class DownloadService:
         for item in self._gone(job.id, done):
             _fail(item, NotFound(f"image {item.source} was deleted after the download "
                                  "finished", code="image_deleted"))
+            self.repo.finish(job.id, item)  # the job's status then says what the zip does
         entries = [archive.Entry(i.name, i.bytes, partial(self.storage.open, i.storage_key))
                    for i in done if i.status == "done"]  # less those just failed
         errors = [f"{i.index}\t{i.name}\t{_shown(i.source)}\t{i.error_code}: {i.error_message}"
