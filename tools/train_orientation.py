@@ -33,9 +33,8 @@ landscapes, hence both, and WALLPAPER_WEIGHT.  Before: a CNN trained from scratc
 colour/edge features with LightGBM 50%; fine-tuning MobileNetV2's blocks 11-13 was
 neutral in CV (74.4% vs 74.6%) and is no longer done.  Larger views do not help:
 `--size 160` cross-validates at 76.5% against 77.3% at 128 (all photos, 8 crops), for
-1.5x the time.  Rendered game scenes (~470
-images) did not help and are not used.  The photos held out for bench/orientation.py
-(`split`) are never used here.
+1.5x the time.  Rendered game scenes (~470 images) did not help and are not used.  The
+photos held out for bench/orientation.py (`split`) are never used here.
 """
 
 from __future__ import annotations
