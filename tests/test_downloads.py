@@ -262,7 +262,7 @@ def test_download_runs_on_a_celery_worker(broker: str, tmp_path: Path, origin: O
     finally:
         stop(worker)
         srv.stop()
-    assert job["done"] == 5 and seen[-1][0] == "end"
+    assert job["done"] == 5 and seen[-1][0] == "end", [i for i in job["items"] if i["error"]]
     assert sorted(zipfile.ZipFile(io.BytesIO(archive.content)).namelist()) == \
         [f"w{n}.jpg" for n in range(5)]
     assert "download_finished" in (tmp_path / "worker.log").read_text()
