@@ -217,9 +217,8 @@ def main() -> None:
                   ".venv/bin/python bench/orientation.py --write`.\n\n")
         out = ROOT / "bench" / "orientation_results.md"
         # The hand-written notes below the tables are the file's history: kept.
-        old = out.read_text() if out.exists() else ""
-        notes = old[old.find(NOTES):] if NOTES in old else ""
-        out.write_text(header + text + ("\n" + notes if notes else ""))
+        _, marker, notes = (out.read_text() if out.exists() else "").partition(NOTES)
+        out.write_text(header + text + ("\n" + marker + notes if marker else ""))
 
 
 if __name__ == "__main__":

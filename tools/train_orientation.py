@@ -246,13 +246,13 @@ def cross_validate(feats: np.ndarray, photos: list[od.Photo], folds, seed: int) 
     return z
 
 
-def export(frozen: Features, head: Head, path: Path, size: int,
-           calibration: list[np.ndarray], check: list[np.ndarray]) -> None:
+def export(frozen: Features, head: Head, path: Path, calibration: list[np.ndarray],
+           check: list[np.ndarray]) -> None:
     """Backbones + pooling + mirrors + normalisation + MLP / temperature → one ONNX
     graph: (8, 3, S, S) views → (4,) logits, quantized to int8 (`quantize`) on the
     `calibration` views and compared with float32 torch on other photos' (`check`)."""
     whole = TurnLogits(frozen, head).eval()
-    torch.onnx.export(whole, torch.rand(8, 3, size, size), str(path), input_names=["views"],
+    torch.onnx.export(whole, torch.rand(*calibration[0].shape), str(path), input_names=["views"],
                       output_names=["turn_logits"], opset_version=17, dynamo=False)
     fold_pads(path)
     quantize(path, calibration)
@@ -386,8 +386,7 @@ def main() -> None:
         z = logits(head, feats[idx])
         print(f"{name} {len(idx)} photos: {np.mean(z.argmax(-1) == 0):.3f} of crops")
     calibration, rest = whole_views(arrays, train_idx, args.size)
-    export(frozen, head, args.out, args.size, calibration,
-           whole_views(arrays, rest, args.size, seed=1)[0])
+    export(frozen, head, args.out, calibration, whole_views(arrays, rest, args.size, seed=1)[0])
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in {time.time() - t0:.0f}s")
 
 
